@@ -1,0 +1,1 @@
+"""Benchmark entries, one module per area (see scripts/benchmark.py)."""

@@ -1,0 +1,1 @@
+"""Session fixtures: tiny synthetic event recordings (owned by the event simulator / worlds)."""

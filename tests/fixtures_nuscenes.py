@@ -1,0 +1,1 @@
+"""Session fixtures: tiny synthetic nuScenes dataroots (owned by the nuScenes generator)."""
