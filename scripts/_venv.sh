@@ -21,16 +21,19 @@ stamp_inputs() {
 want_stamp="$(stamp_inputs | "$VPY" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')"
 have_stamp="$(cat "$VENV/.hf_crossdistill_stamp" 2>/dev/null || true)"
 
+# pip warns once per package about find-links / index folders a machine's pip config names but lacks.
+quiet_pip() { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
 if [ "$want_stamp" != "$have_stamp" ]; then
   export PIP_DISABLE_PIP_VERSION_CHECK=1
   # torch first, and only when none is importable: a user's CUDA build stays as it is, and pip never
   # resolves torch through another package (which would pull several GB of CUDA wheels).
   if ! "$VPY" -c "import torch" >/dev/null 2>&1; then
     echo "[venv] installing $TORCH_SPEC"
-    "$VPY" -m pip install -q "$TORCH_SPEC"
+    "$VPY" -m pip install -q "$TORCH_SPEC" 2>&1 | quiet_pip
   fi
   echo "[venv] installing hf_crossdistill[$EXTRAS] (editable)"
-  "$VPY" -m pip install -q -e "$REPO_ROOT[$EXTRAS]"
+  "$VPY" -m pip install -q -e "$REPO_ROOT[$EXTRAS]" 2>&1 | quiet_pip
   echo "$want_stamp" > "$VENV/.hf_crossdistill_stamp"
 else
   echo "[venv] $VENV is up to date"
