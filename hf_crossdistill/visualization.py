@@ -229,3 +229,281 @@ def plot_camera_boxes(
         ax.set_title(title)
     _save(fig, save_path)
     return fig
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Images as arrays: PNG writing and input layouts (shared by the event-frame and segmentation sections)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def save_png(image: np.ndarray, path: str | os.PathLike) -> None:
+    """Write an `(H, W, 3)` or `(H, W)` uint8 array as a PNG (parent folders are created)."""
+    from PIL import Image
+
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ValueError(f"save_png expects (H, W[, 3|4]) uint8, got {array.dtype} {array.shape} for {path}")
+    os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
+    Image.fromarray(array).save(os.fspath(path), format="PNG")
+
+
+def _rgb_uint8(image: Any, name: str) -> np.ndarray:
+    """(H, W, 3) uint8 from (3|1, H, W) / (H, W, 3|1) / (H, W) arrays; floats are read as [0, 1] intensities."""
+    array = np.asarray(image.detach().cpu().numpy() if hasattr(image, "detach") else image)
+    if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
+        array = array.transpose(1, 2, 0)  # channels-first (the loaders' layout) → (H, W, C)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=-1)
+    if array.ndim != 3 or array.shape[-1] != 3:
+        raise ValueError(f"{name} must be (3, H, W), (H, W, 3), (1, H, W) or (H, W), got shape {array.shape}")
+    if array.dtype == np.uint8:
+        return array
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise ValueError(f"{name} must be numeric, got {array.dtype}")
+    return np.clip(np.rint(np.asarray(array, np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Event frames
+# ---------------------------------------------------------------------------------------------------------------
+
+EVENT_POSITIVE_COLOR = (255, 0, 0)  # red
+EVENT_NEGATIVE_COLOR = (0, 0, 255)  # blue
+_BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0)}
+
+
+def _polarity_maps(events: Any, kind: str, sensor_size: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(positive, negative) non-negative float maps (H, W) from Events / a histogram / a signed representation."""
+    if not isinstance(events, np.ndarray) and not hasattr(events, "detach"):
+        from .data.events import Events, to_histogram
+
+        if isinstance(events, Events) or (isinstance(events, (tuple, list)) and len(events) == 4):
+            events, kind = to_histogram(events, sensor_size=sensor_size), "histogram"
+    array = _numpy(events, "events")
+    if kind not in ("auto", "histogram", "signed"):
+        raise ValueError(f"kind must be 'auto', 'histogram' or 'signed', got {kind!r}")
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3 or min(array.shape) == 0:
+        raise ValueError(f"events must be Events, (x, y, t, p), (C, H, W) or (H, W), got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError("events representation contains NaN or inf")
+    if kind == "auto":
+        kind = "histogram" if array.shape[0] == 2 and array.min() >= 0 else "signed"
+    if kind == "histogram":
+        if array.shape[0] != 2 or array.min() < 0:
+            raise ValueError(f"a histogram is (2, H, W) non-negative counts (positive, negative), got {array.shape}")
+        return array[0], array[1]
+    # A voxel grid or stacked frames: the signed sum over time bins is the net polarity at each pixel.
+    signed = array.sum(axis=0)
+    return np.maximum(signed, 0.0), np.maximum(-signed, 0.0)
+
+
+def render_event_frame(
+    events: Any,
+    *,
+    kind: str = "auto",
+    sensor_size: tuple[int, int] | None = None,
+    background: str = "white",
+    clip_percentile: float = 99.0,
+    save_path: str | os.PathLike | None = None,
+) -> np.ndarray:
+    """An RGB picture of events: positive polarity red, negative blue, on a white or black background.
+
+    Each pixel's colour mixes red and blue by the share of positive events, and its opacity grows with the event
+    count up to the `clip_percentile` of the non-zero counts (so a few hot pixels do not wash everything out).
+
+    Args:
+        events: an `Events`, an `(x, y, t, p)` tuple (with `sensor_size`), a histogram `(2, H, W)` (positive,
+            negative counts) or a signed representation `(C, H, W)` / `(H, W)` such as a voxel grid.
+        kind: "histogram", "signed", or "auto" (a non-negative 2-channel input is a histogram).
+        background: "white" or "black".
+        clip_percentile: percentile of the non-zero magnitudes that maps to full opacity (100 = the maximum).
+        save_path: also write the PNG there.
+
+    Returns:
+        `(H, W, 3)` uint8.
+    """
+    if background not in _BACKGROUNDS:
+        raise ValueError(f"background must be one of {sorted(_BACKGROUNDS)}, got {background!r}")
+    if not 0.0 < clip_percentile <= 100.0:
+        raise ValueError(f"clip_percentile must be in (0, 100], got {clip_percentile}")
+    positive, negative = _polarity_maps(events, kind, sensor_size)  # (H, W) each
+    magnitude = positive + negative
+    active = magnitude > 0
+    scale = float(np.percentile(magnitude[active], clip_percentile)) if active.any() else 1.0
+    alpha = np.clip(magnitude / max(scale, 1e-12), 0.0, 1.0)[..., None]  # (H, W, 1)
+    share = np.divide(positive, magnitude, out=np.zeros_like(magnitude), where=active)[..., None]
+    colour = share * np.array(EVENT_POSITIVE_COLOR) + (1.0 - share) * np.array(EVENT_NEGATIVE_COLOR)
+    frame = (1.0 - alpha) * np.array(_BACKGROUNDS[background], dtype=np.float64) + alpha * colour
+    frame = np.clip(np.rint(frame), 0, 255).astype(np.uint8)  # (H, W, 3)
+    if save_path is not None:
+        save_png(frame, save_path)
+    return frame
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Segmentation overlays
+# ---------------------------------------------------------------------------------------------------------------
+
+# Colours follow the Cityscapes convention the DDD17 (Ev-SegNet grouping) and DSEC-Semantic releases use.
+DDD17_PALETTE = np.array(
+    [
+        [128, 64, 128],  # flat
+        [70, 70, 70],  # construction+sky
+        [220, 220, 0],  # object
+        [107, 142, 35],  # nature
+        [220, 20, 60],  # human
+        [0, 0, 142],  # vehicle
+    ],
+    dtype=np.uint8,
+)
+DSEC_PALETTE = np.array(
+    [
+        [0, 0, 0],  # background
+        [70, 70, 70],  # building
+        [190, 153, 153],  # fence
+        [220, 20, 60],  # person
+        [153, 153, 153],  # pole
+        [128, 64, 128],  # road
+        [244, 35, 232],  # sidewalk
+        [107, 142, 35],  # vegetation
+        [0, 0, 142],  # car
+        [102, 102, 156],  # wall
+        [220, 220, 0],  # traffic sign
+    ],
+    dtype=np.uint8,
+)
+
+
+def make_palette(num_classes: int, *, seed: int = 0) -> np.ndarray:
+    """`(num_classes, 3)` uint8 colours for label sets without a published palette: evenly spaced hues."""
+    import colorsys
+
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    rng = np.random.default_rng(seed)
+    hues = (np.arange(num_classes) / num_classes + rng.uniform(0, 1)) % 1.0
+    # Alternating lightness keeps neighbouring hues apart when there are many classes.
+    colours = [colorsys.hls_to_rgb(h, 0.45 + 0.15 * (i % 2), 0.75) for i, h in enumerate(hues)]
+    return np.clip(np.rint(np.array(colours) * 255), 0, 255).astype(np.uint8)
+
+
+def _palette(palette: Any, num_classes_needed: int) -> np.ndarray:
+    if palette is None:
+        return make_palette(max(num_classes_needed, 1))
+    array = np.asarray(palette)
+    if array.ndim != 2 or array.shape[1] != 3 or len(array) == 0:
+        raise ValueError(f"palette must be (num_classes, 3) RGB, got shape {array.shape}")
+    if array.dtype != np.uint8:
+        if array.min() < 0 or array.max() > 255:
+            raise ValueError("palette values must be in [0, 255]")
+        array = array.astype(np.uint8)
+    return array
+
+
+def _label_map(labels: Any) -> np.ndarray:
+    array = np.asarray(labels.detach().cpu().numpy() if hasattr(labels, "detach") else labels)
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2:
+        raise ValueError(f"label map must be (H, W) or (1, H, W), got shape {array.shape}")
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.array_equal(array, np.round(array)):
+            raise ValueError("label map must hold integer class indices, got non-integer floats")
+    elif not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"label map must be integer class indices, got {array.dtype}")
+    return array.astype(np.int64)
+
+
+def colorize_segmentation(
+    labels: Any,
+    palette: Any | None = None,
+    *,
+    ignore_index: int | None = 255,
+    ignore_color: Sequence[int] = (0, 0, 0),
+    save_path: str | os.PathLike | None = None,
+) -> np.ndarray:
+    """`(H, W, 3)` uint8 colours of a label map `(H, W)`; `ignore_index` pixels get `ignore_color`.
+
+    `palette` is `(num_classes, 3)` (e.g. `DDD17_PALETTE`, `DSEC_PALETTE`); by default `make_palette` is used.
+    """
+    label_map = _label_map(labels)
+    ignored = label_map == ignore_index if ignore_index is not None else np.zeros(label_map.shape, dtype=bool)
+    valid_labels = label_map[~ignored]
+    colours = _palette(palette, int(valid_labels.max()) + 1 if valid_labels.size else 1)
+    if valid_labels.size and (valid_labels.min() < 0 or valid_labels.max() >= len(colours)):
+        raise ValueError(
+            f"label map holds classes in [{valid_labels.min()}, {valid_labels.max()}] but the palette has "
+            f"{len(colours)} colours (ignore_index={ignore_index})"
+        )
+    out = colours[np.where(ignored, 0, label_map)]  # (H, W, 3)
+    out[ignored] = np.asarray(ignore_color, dtype=np.uint8)
+    if save_path is not None:
+        save_png(out, save_path)
+    return out
+
+
+def overlay_segmentation(
+    image: Any,
+    labels: Any,
+    palette: Any | None = None,
+    *,
+    alpha: float = 0.5,
+    ignore_index: int | None = 255,
+    save_path: str | os.PathLike | None = None,
+) -> np.ndarray:
+    """Alpha-blend the colours of a label map over an image; ignored pixels show the image unchanged.
+
+    Args:
+        image: `(3, H, W)` / `(H, W, 3)` / `(H, W)` (floats in [0, 1] or uint8) — a camera/APS frame or the output
+            of `render_event_frame`.
+        labels: `(H, W)` class indices (ground truth, or the arg-max of the logits).
+        palette: `(num_classes, 3)` colours; alpha: weight of the label colours in [0, 1].
+
+    Returns:
+        `(H, W, 3)` uint8.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    base = _rgb_uint8(image, "image")
+    label_map = _label_map(labels)
+    if base.shape[:2] != label_map.shape:
+        raise ValueError(f"image is {base.shape[:2]} (H, W) but the label map is {label_map.shape}")
+    colours = colorize_segmentation(label_map, palette, ignore_index=ignore_index).astype(np.float64)
+    weight = np.full(label_map.shape, alpha)
+    if ignore_index is not None:
+        weight[label_map == ignore_index] = 0.0
+    blended = (1.0 - weight[..., None]) * base + weight[..., None] * colours
+    out = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    if save_path is not None:
+        save_png(out, save_path)
+    return out
+
+
+def segmentation_panel(
+    image: Any,
+    prediction: Any,
+    labels: Any | None = None,
+    palette: Any | None = None,
+    *,
+    alpha: float = 0.5,
+    ignore_index: int | None = 255,
+    gap: int = 4,
+    save_path: str | os.PathLike | None = None,
+) -> np.ndarray:
+    """Side by side: the image, the prediction overlay and (when given) the ground-truth overlay, white gaps."""
+    base = _rgb_uint8(image, "image")
+    tiles = [base, overlay_segmentation(base, prediction, palette, alpha=alpha, ignore_index=ignore_index)]
+    if labels is not None:
+        tiles.append(overlay_segmentation(base, labels, palette, alpha=alpha, ignore_index=ignore_index))
+    separator = np.full((base.shape[0], max(int(gap), 0), 3), 255, dtype=np.uint8)
+    parts = [tiles[0]]
+    for tile in tiles[1:]:
+        parts += [separator, tile]
+    panel = np.concatenate(parts, axis=1)
+    if save_path is not None:
+        save_png(panel, save_path)
+    return panel

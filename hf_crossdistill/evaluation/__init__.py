@@ -1,4 +1,4 @@
-"""Evaluation: the official nuScenes detection metrics for LIDAR_TOP-frame predictions."""
+"""Evaluation: the official nuScenes detection metrics for LIDAR_TOP-frame predictions; mIoU / accuracy."""
 
 from .nuscenes_eval import (
     ATTRIBUTE_BY_MOTION,
@@ -11,6 +11,17 @@ from .nuscenes_eval import (
     merge_predictions,
     validate_prediction,
 )
+from .segmentation import (
+    ClassificationComputeMetrics,
+    ClassificationMetric,
+    SegmentationComputeMetrics,
+    SegmentationMetric,
+    all_reduce_sum,
+    classification_metrics,
+    confusion_matrix,
+    segmentation_metrics,
+    top1_accuracy,
+)
 
 __all__ = [
     "ATTRIBUTE_BY_MOTION",
@@ -22,4 +33,13 @@ __all__ = [
     "lidar_to_global",
     "merge_predictions",
     "validate_prediction",
+    "ClassificationComputeMetrics",
+    "ClassificationMetric",
+    "SegmentationComputeMetrics",
+    "SegmentationMetric",
+    "all_reduce_sum",
+    "classification_metrics",
+    "confusion_matrix",
+    "segmentation_metrics",
+    "top1_accuracy",
 ]

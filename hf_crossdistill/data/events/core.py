@@ -68,6 +68,12 @@ class Events:
             first = int(np.argmax(np.diff(self.t) < 0))
             raise EventFormatError(f"{where}: timestamps are not sorted (t[{first}] > t[{first + 1}])")
 
+    @classmethod
+    def empty(cls, sensor_size: tuple[int, int]) -> Events:
+        """No events on a sensor of `sensor_size` (H, W); what a window without events reads as."""
+        zeros = np.zeros(0, dtype=np.int16)
+        return cls(zeros, zeros.copy(), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int8), sensor_size)
+
     def __len__(self) -> int:
         return int(self.x.shape[0])
 

@@ -24,6 +24,7 @@ from .nuscenes_sensors import (
     cast_lidar,
     render_camera,
     to_frame,
+    visible_fraction,
 )
 from .nuscenes_tables import (
     CAMERA_CHANNELS,
@@ -37,7 +38,7 @@ from .nuscenes_tables import (
     write_table,
     yaw_quaternion,
 )
-from .nuscenes_world import DETECTION_CLASSES, GROUND_MATERIAL_ARRAYS, SceneWorld, build_scene_world
+from .nuscenes_world import GROUND_MATERIAL_ARRAYS, SceneWorld, build_scene_world
 
 SUPPORTED_VERSIONS = ("v1.0-mini", "v1.0-trainval")
 KEYFRAME_INTERVAL_US = 500_000  # key frames at 2 Hz
@@ -256,8 +257,7 @@ def count_points_in_boxes(
     return counts, ambiguous
 
 
-def _visibility_token(visible: np.ndarray, silhouette: np.ndarray) -> list[str]:
-    frac = np.where(silhouette > 0, visible / np.maximum(silhouette, 1), 0.0)
+def _visibility_token(frac: np.ndarray) -> list[str]:
     return [str(int(v) + 1) for v in np.searchsorted(np.array(VISIBILITY_BINS), frac, side="right")]
 
 
@@ -391,17 +391,10 @@ def _generate_scene(
                     points[:, :3].astype(np.float64), boxes_l["centre"], wlh, boxes_l["yaw"]
                 )
                 points = points[~ambiguous]
-                visible, silhouette = np.zeros(n_obj, np.int64), np.zeros(n_obj, np.int64)
+                depths = []
                 for ch, cam, rays in zip(CAMERA_CHANNELS, cameras, cam_rays):
-                    result = render_camera(
-                        prims_ego,
-                        cam,
-                        n_obj,
-                        partial(_ground_colour, world, ego_t, ego_yaw),
-                        rays,
-                    )
-                    visible += result.visible_pixels
-                    silhouette += result.silhouette_pixels
+                    result = render_camera(prims_ego, cam, partial(_ground_colour, world, ego_t, ego_yaw), rays)
+                    depths.append(result.depth)
                     cam_token = make_token(seed, "sample_data", scene_index, ch, k, 0)
                     filename = f"samples/{ch}/{logfile}__{ch}__{ts}.jpg"
                     Image.fromarray(result.image).save(root / filename, quality=jpeg_quality)
@@ -410,7 +403,9 @@ def _generate_scene(
                         tables, cam_token, sample_tokens[k], calib[ch]["token"], ts, "jpg", True,
                         image_size, filename, ego_t, ego_yaw,
                     )  # fmt: skip
-                vis_tokens = _visibility_token(visible, silhouette)
+                boxes_e = to_frame({"centre": centres, "yaw": yaws}, ego_t, ego_yaw)
+                fraction = visible_fraction(boxes_e["centre"], wlh, boxes_e["yaw"], cameras, depths)
+                vis_tokens = _visibility_token(fraction)
                 dist = np.hypot(centres[:, 0] - ego_t[0], centres[:, 1] - ego_t[1])
                 for i in range(n_obj):
                     ann_boxes[(i, k)] = (centres[i], yaws[i], int(counts[i]), vis_tokens[i], dist[i])
@@ -553,4 +548,4 @@ def _add_annotations(
     return n_ann
 
 
-__all__ = ["DETECTION_CLASSES", "count_points_in_boxes", "make_synthetic_nuscenes", "split_scene_names"]
+__all__ = ["count_points_in_boxes", "make_synthetic_nuscenes", "split_scene_names"]

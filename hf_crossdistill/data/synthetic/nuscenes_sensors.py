@@ -270,14 +270,12 @@ def camera_candidate_pairs(
 @dataclass
 class RenderResult:
     image: np.ndarray  # (H, W, 3) uint8
-    visible_pixels: np.ndarray  # (num_objects,) pixels where the object is the nearest surface
-    silhouette_pixels: np.ndarray  # (num_objects,) pixels the object would cover without occluders
+    depth: np.ndarray  # (H * W,) distance along each pixel ray to the nearest surface (inf for sky)
 
 
 def render_camera(
     prims: dict[str, np.ndarray],
     cam: CameraSpec,
-    num_objects: int,
     ground_colour,
     ray_dirs: np.ndarray | None = None,
     sun: np.ndarray | None = None,
@@ -287,7 +285,6 @@ def render_camera(
     Args:
         prims: primitives in the ego frame.
         cam: the camera.
-        num_objects: number of annotated objects (for the visibility counts).
         ground_colour: callable mapping ego-frame ground points (N, 3) to RGB (N, 3) in [0, 1].
         ray_dirs: cached `cam.pixel_rays()`.
         sun: (3,) unit vector towards the sun in the ego frame.
@@ -319,11 +316,64 @@ def render_camera(
     colour = colour * (1 - haze[:, None]) + np.array([0.75, 0.8, 0.88]) * haze[:, None]
     image = (np.clip(colour, 0, 1) * 255 + 0.5).astype(np.uint8).reshape(cam.height, cam.width, 3)
 
-    # Visibility bookkeeping: silhouette = pixels whose ray meets the object at all (before the ground).
-    obj = prims["object"][box]
-    meets = (obj >= 0) & (t < t_ground[pix])
-    key = np.unique(pix[meets] * max(num_objects, 1) + obj[meets])
-    silhouette = np.bincount(key % max(num_objects, 1), minlength=num_objects)[:num_objects]
-    front = prims["object"][obj_prim]
-    visible = np.bincount(front[front >= 0], minlength=num_objects)[:num_objects]
-    return RenderResult(image=image, visible_pixels=visible, silhouette_pixels=silhouette)
+    return RenderResult(image=image, depth=depth)
+
+
+def box_surface_samples(centre: np.ndarray, wlh: np.ndarray, yaw: np.ndarray, per_side: int = 4):
+    """Points on the 6 faces of each box (a per_side x per_side grid of cell centres) with outward normals.
+
+    Returns `points` (M, 6 * per_side**2, 3) and `normals` of the same shape (frame of the inputs).
+    """
+    g = (np.arange(per_side) + 0.5) / per_side - 0.5
+    a, b = (v.ravel() for v in np.meshgrid(g, g))
+    faces, normals = [], []
+    for axis in range(3):
+        for sign in (-0.5, 0.5):
+            f = np.zeros((len(a), 3))
+            f[:, axis] = sign
+            f[:, (axis + 1) % 3], f[:, (axis + 2) % 3] = a, b
+            faces.append(f)
+            normals.append(np.tile(np.eye(3)[axis] * np.sign(sign), (len(a), 1)))
+    unit, unit_n = np.concatenate(faces), np.concatenate(normals)  # (S, 3) in [-0.5, 0.5]^3 box units
+    half_len = np.stack([wlh[:, 1], wlh[:, 0], wlh[:, 2]], axis=1)  # (M, 3) along heading, across, up
+    local = unit[None] * half_len[:, None]  # (M, S, 3)
+    c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
+    pts = np.stack(
+        [c * local[..., 0] - s * local[..., 1], s * local[..., 0] + c * local[..., 1], local[..., 2]], axis=-1
+    )
+    nrm = np.stack(
+        [c * unit_n[None, :, 0] - s * unit_n[None, :, 1], s * unit_n[None, :, 0] + c * unit_n[None, :, 1]], axis=-1
+    )
+    nrm = np.concatenate([nrm, np.broadcast_to(unit_n[None, :, 2:], nrm.shape[:2] + (1,))], axis=-1)
+    return pts + centre[:, None], nrm
+
+
+def visible_fraction(
+    centre: np.ndarray, wlh: np.ndarray, yaw: np.ndarray, cameras: list[CameraSpec], depths: list[np.ndarray]
+) -> np.ndarray:
+    """Fraction (M,) of each box's camera-facing surface that some rendered image shows unoccluded.
+
+    Surface samples on faces turned towards a camera count as potentially visible; one is seen when it
+    projects inside that camera's image and nothing in the depth buffer lies in front of it. Samples that fall
+    outside every image are unseen, so an object cut off by the image borders is partly visible.
+    """
+    pts, nrm = box_surface_samples(centre, wlh, yaw)  # (M, S, 3) ego frame
+    facing = np.zeros(pts.shape[:2], dtype=bool)
+    seen = np.zeros(pts.shape[:2], dtype=bool)
+    for cam, depth in zip(cameras, depths):
+        ray = pts - cam.translation  # (M, S, 3)
+        towards = np.sum(nrm * ray, axis=-1) < 0
+        facing |= towards
+        cam_pts = ray @ cam.rotation  # camera frame
+        z = cam_pts[..., 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            uv = (cam_pts @ cam.intrinsic.T)[..., :2] / z[..., None]
+        ok = towards & (z > 0.1) & (uv[..., 0] >= 0) & (uv[..., 0] < cam.width) & (uv[..., 1] >= 0)
+        ok &= uv[..., 1] < cam.height
+        u = np.clip(np.nan_to_num(uv[..., 0]), 0, cam.width - 1).astype(np.int64)
+        v = np.clip(np.nan_to_num(uv[..., 1]), 0, cam.height - 1).astype(np.int64)
+        dist = np.linalg.norm(ray, axis=-1)
+        # Nothing nearer than the sample (with a tolerance for the pixel footprint and the geometry margin).
+        ok &= depth[v * cam.width + u] >= dist - (0.1 + 0.02 * dist)
+        seen |= ok
+    return seen.sum(axis=1) / np.maximum(facing.sum(axis=1), 1)

@@ -30,7 +30,6 @@ OBJECT_CLASSES: dict[str, tuple[str, tuple[float, float, float], tuple[float, fl
     "pedestrian": ("human.pedestrian.adult", (0.67, 0.73, 1.77), (0.06, 0.08, 0.1)),
     "traffic_cone": ("movable_object.trafficcone", (0.41, 0.41, 1.07), (0.04, 0.04, 0.08)),
 }
-DETECTION_CLASSES = tuple(OBJECT_CLASSES)
 VEHICLE_CLASSES = ("car", "truck", "construction_vehicle", "bus", "trailer")
 
 # Sub-boxes of each class in fractions of the annotation box: (x0, x1, y0, y1, z0, z1) with x along the

@@ -1,0 +1,293 @@
+"""Camera encoder (BEVDet / Lift-Splat-Shoot): multi-view images → low-level BEV map `(B, C_low, H, W)`.
+
+Image backbone (any transformers `AutoBackbone`) → FPN-style neck → 1×1 conv to D depth logits + C context
+channels → frustum points in the (augmented) LIDAR_TOP frame → BEV pooling.
+
+BEV pooling never materialises the (pixels × D × C) depth ⊗ context volume: with one frustum point per
+(pixel, depth bin), each BEV cell receives Σ depth_weight · context[pixel], so the pooled map is
+S @ X with S a sparse (cells × pixels) matrix holding the depth weights and X the dense (pixels × C) context.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoBackbone
+
+from .configuration_bev_detector import BEVDetectorConfig
+
+# ---------------------------------------------------------------------------------------------------------------
+# Geometry
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def frustum_points(
+    feature_size: tuple[int, int],
+    image_size: tuple[int, int],
+    depths: torch.Tensor,
+    intrinsics: torch.Tensor,
+    image_aug_matrix: torch.Tensor,
+    camera_to_lidar: torch.Tensor,
+    bev_aug_matrix: torch.Tensor,
+) -> torch.Tensor:
+    """Frustum points in the augmented LIDAR_TOP frame.
+
+    A feature cell (i, j) sits at the input-image pixel centre it covers; a point at depth d is
+    `bev_aug @ camera_to_lidar @ [inv(K) @ inv(image_aug) @ (u·d, v·d, d)]` (the shared batch contract).
+
+    Args:
+        feature_size: (h, w) of the depth / context map.
+        image_size: (H_in, W_in) of the network input.
+        depths: (D,) depth of each bin in metres.
+        intrinsics: (B, N, 3, 3) original camera intrinsics.
+        image_aug_matrix: (B, N, 3, 3) original pixels → augmented input pixels.
+        camera_to_lidar: (B, N, 4, 4) camera → un-augmented LIDAR_TOP.
+        bev_aug_matrix: (B, 4, 4) un-augmented → augmented LIDAR_TOP.
+
+    Returns:
+        (B, N, h, w, D, 3) xyz in metres.
+    """
+    h, w = feature_size
+    height, width = image_size
+    device = intrinsics.device
+    u = (torch.arange(w, device=device, dtype=torch.float64) + 0.5) * (width / w) - 0.5
+    v = (torch.arange(h, device=device, dtype=torch.float64) + 0.5) * (height / h) - 0.5
+    vv, uu = torch.meshgrid(v, u, indexing="ij")
+    pixels = torch.stack([uu, vv, torch.ones_like(uu)], dim=-1)  # (h, w, 3) homogeneous augmented pixels
+
+    # Compose in float64: inv(K) of a 1600×900 camera loses ~1e-4 m in float32 at 58 m depth.
+    bev_rot = bev_aug_matrix[:, None, :3, :3].double()  # (B, 1, 3, 3)
+    cam2lidar = camera_to_lidar.double()
+    rays = bev_rot @ cam2lidar[..., :3, :3] @ torch.linalg.inv(intrinsics.double()) @ torch.linalg.inv(
+        image_aug_matrix.double()
+    )  # (B, N, 3, 3)
+    origin = (bev_rot @ cam2lidar[..., :3, 3:]).squeeze(-1) + bev_aug_matrix[:, None, :3, 3].double()  # (B, N, 3)
+    directions = torch.einsum("bnij,hwj->bnhwi", rays, pixels)  # (B, N, h, w, 3)
+    points = directions.unsqueeze(4) * depths.double().view(1, 1, 1, 1, -1, 1) + origin[:, :, None, None, None, :]
+    return points.float()  # (B, N, h, w, D, 3)
+
+
+def frustum_cells(
+    points: torch.Tensor, point_cloud_range: list[float] | tuple[float, ...], cell_size: float, bev_shape: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat BEV cell of each frustum point and whether it lies inside the range (x, y and z).
+
+    Args:
+        points: (B, N, h, w, D, 3).
+
+    Returns:
+        cells (B, N, h, w, D) int64 in [0, B·H·W) (garbage where invalid), valid (B, N, h, w, D) bool.
+    """
+    x_min, y_min, z_min, x_max, y_max, z_max = point_cloud_range
+    height, width = bev_shape
+    x, y, z = points.unbind(-1)
+    col = torch.floor((x - x_min) / cell_size).long()
+    row = torch.floor((y - y_min) / cell_size).long()
+    valid = (col >= 0) & (col < width) & (row >= 0) & (row < height) & (z >= z_min) & (z < z_max)
+    batch = torch.arange(points.shape[0], device=points.device).view(-1, 1, 1, 1, 1)
+    cells = (batch * height + row) * width + col
+    return cells, valid
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# BEV pooling
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, col, values, size, check_invariants=False)
+
+
+class _SparseSplat(torch.autograd.Function):
+    """out = S @ X for S (cells × pixels) given by pixel-major non-zeros; gradients for both factors."""
+
+    @staticmethod
+    def forward(ctx, values, context, cells, pixels, order, num_cells):
+        num_pixels = context.shape[0]
+        crow = torch.ops.aten._convert_indices_from_coo_to_csr(cells[order], num_cells)
+        crow_t = torch.ops.aten._convert_indices_from_coo_to_csr(pixels, num_pixels)  # pixels are sorted
+        col = pixels[order]
+        ctx.save_for_backward(values, context, crow, col, crow_t, cells, order)
+        ctx.shape = (num_cells, num_pixels)
+        return _csr(crow, col, values[order], (num_cells, num_pixels)) @ context
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        values, context, crow, col, crow_t, cells, order = ctx.saved_tensors
+        num_cells, num_pixels = ctx.shape
+        grad_out = grad_out.contiguous()
+        grad_values = grad_context = None
+        if ctx.needs_input_grad[1]:
+            grad_context = _csr(crow_t, cells, values, (num_pixels, num_cells)) @ grad_out  # S^T @ dOut
+        if ctx.needs_input_grad[0]:
+            # d out[c] / d S[c, p] = X[p]: the dense dOut @ X^T sampled at S's non-zeros.
+            pattern = _csr(crow, col, torch.zeros_like(values), (num_cells, num_pixels))
+            sampled = torch.sparse.sampled_addmm(pattern, grad_out, context.t().contiguous(), beta=0.0).values()
+            grad_values = torch.empty_like(values)
+            grad_values[order] = sampled
+        return grad_values, grad_context, None, None, None, None
+
+
+def bev_pool(
+    depth: torch.Tensor, context: torch.Tensor, cells: torch.Tensor, valid: torch.Tensor, num_cells: int
+) -> torch.Tensor:
+    """Sum of depth-weighted context over the frustum points falling in each BEV cell.
+
+    out[cell, :] = Σ_{(pixel, d) → cell} depth[pixel, d] · context[pixel, :]
+
+    Args:
+        depth: (P, D) depth weights per pixel (P = B·N·h·w pixels, any order).
+        context: (P, C) context vector per pixel.
+        cells: (P, D) int64 flat BEV cell of each frustum point.
+        valid: (P, D) bool, frustum point inside the BEV range.
+        num_cells: number of output cells (B·H·W).
+
+    Returns:
+        (num_cells, C) pooled features.
+    """
+    if depth.shape != cells.shape or depth.shape != valid.shape or depth.shape[0] != context.shape[0]:
+        raise ValueError(
+            f"bev_pool: depth {tuple(depth.shape)}, cells {tuple(cells.shape)}, valid {tuple(valid.shape)} and "
+            f"context {tuple(context.shape)} must share (P, D) / P"
+        )
+    out_dtype = context.dtype
+    num_pixels, num_bins = depth.shape
+    pixels = torch.arange(num_pixels, device=depth.device).unsqueeze(1).expand(-1, num_bins)  # (P, D)
+    flat_valid = valid.reshape(-1)
+    values = depth.reshape(-1)[flat_valid].float()  # pixel-major non-zeros
+    cell_ids = cells.reshape(-1)[flat_valid]
+    pixel_ids = pixels.reshape(-1)[flat_valid]
+    order = torch.argsort(cell_ids, stable=True)
+    out = _SparseSplat.apply(values, context.float().contiguous(), cell_ids, pixel_ids, order, num_cells)
+    return out.to(out_dtype)
+
+
+def bev_pool_reference(
+    depth: torch.Tensor, context: torch.Tensor, cells: torch.Tensor, valid: torch.Tensor, num_cells: int
+) -> torch.Tensor:
+    """Plain reference: materialise depth ⊗ context and `index_add_` it into the cells."""
+    volume = depth.unsqueeze(-1) * context.unsqueeze(1)  # (P, D, C)
+    out = context.new_zeros(num_cells, context.shape[1])
+    return out.index_add(0, cells[valid], volume[valid])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Modules
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _conv_bn_relu(cin: int, cout: int, kernel: int = 3) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class ImageNeck(nn.Module):
+    """FPN-style neck: upsample every backbone level to the finest one, concat, two 3×3 convs."""
+
+    def __init__(self, in_channels: list[int], out_channels: int):
+        super().__init__()
+        self.convs = nn.Sequential(*_conv_bn_relu(sum(in_channels), out_channels), *_conv_bn_relu(out_channels, out_channels))
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        size = features[0].shape[-2:]
+        resized = [features[0]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in features[1:]]
+        return self.convs(torch.cat(resized, dim=1))
+
+
+class CameraBEVEncoder(nn.Module):
+    """BEVDet / LSS camera encoder. The number of cameras comes from the input."""
+
+    def __init__(self, config: BEVDetectorConfig):
+        super().__init__()
+        self.backbone = AutoBackbone.from_config(config.image_backbone_config)
+        self.neck = ImageNeck(list(self.backbone.channels), config.neck_channels)
+        self.num_depth_bins = config.num_depth_bins
+        self.context_channels = config.low_bev_channels
+        self.depth_net = nn.Conv2d(config.neck_channels, self.num_depth_bins + self.context_channels, 1)
+        self.point_cloud_range = list(config.point_cloud_range)
+        self.cell_size = config.bev_cell_size
+        self.bev_shape = config.bev_shape
+        d_min, _, step = config.depth_bins
+        self.register_buffer(
+            "depths", d_min + step * torch.arange(self.num_depth_bins, dtype=torch.float32), persistent=False
+        )
+        self.register_buffer("image_mean", torch.tensor(config.image_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("image_std", torch.tensor(config.image_std).view(1, 3, 1, 1), persistent=False)
+
+    def reset_buffers(self, config: BEVDetectorConfig) -> dict[str, torch.Tensor]:
+        """Values of the non-persistent buffers (rebuilt by `_init_weights` after `from_pretrained`)."""
+        d_min, _, step = config.depth_bins
+        return {
+            "depths": d_min + step * torch.arange(self.num_depth_bins, dtype=torch.float32),
+            "image_mean": torch.tensor(config.image_mean, dtype=torch.float32).view(1, 3, 1, 1),
+            "image_std": torch.tensor(config.image_std, dtype=torch.float32).view(1, 3, 1, 1),
+        }
+
+    def image_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, N, 3, H, W) → depth probabilities (B, N, D, h, w) and context (B, N, C, h, w)."""
+        b, n, _, height, width = images.shape
+        x = images.reshape(b * n, 3, height, width)  # (B·N, 3, H, W)
+        x = (x - self.image_mean.to(x.dtype)) / self.image_std.to(x.dtype)
+        feats = self.neck(list(self.backbone(x).feature_maps))
+        out = self.depth_net(feats)  # (B·N, D + C, h, w)
+        h, w = out.shape[-2:]
+        depth = out[:, : self.num_depth_bins].softmax(dim=1).reshape(b, n, self.num_depth_bins, h, w)
+        context = out[:, self.num_depth_bins :].reshape(b, n, self.context_channels, h, w)
+        return depth, context
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        intrinsics: torch.Tensor,
+        camera_to_lidar: torch.Tensor,
+        image_aug_matrix: torch.Tensor | None = None,
+        bev_aug_matrix: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        check_camera_inputs(images, intrinsics, camera_to_lidar, image_aug_matrix, bev_aug_matrix)
+        b, n, _, height, width = images.shape
+        if image_aug_matrix is None:
+            image_aug_matrix = torch.eye(3, device=images.device).expand(b, n, 3, 3)
+        if bev_aug_matrix is None:
+            bev_aug_matrix = torch.eye(4, device=images.device).expand(b, 4, 4)
+        depth, context = self.image_features(images)
+        h, w = depth.shape[-2:]
+        with torch.no_grad():
+            points = frustum_points(
+                (h, w), (height, width), self.depths, intrinsics, image_aug_matrix, camera_to_lidar, bev_aug_matrix
+            )  # (B, N, h, w, D, 3)
+            cells, valid = frustum_cells(points, self.point_cloud_range, self.cell_size, self.bev_shape)
+        depth = depth.permute(0, 1, 3, 4, 2).reshape(-1, self.num_depth_bins)  # (B·N·h·w, D)
+        context = context.permute(0, 1, 3, 4, 2).reshape(-1, self.context_channels)  # (B·N·h·w, C)
+        rows, cols = self.bev_shape
+        pooled = bev_pool(
+            depth, context, cells.reshape(-1, self.num_depth_bins), valid.reshape(-1, self.num_depth_bins), b * rows * cols
+        )  # (B·H·W, C)
+        return pooled.reshape(b, rows, cols, self.context_channels).permute(0, 3, 1, 2).contiguous()  # (B, C, H, W)
+
+
+def check_camera_inputs(
+    images: torch.Tensor,
+    intrinsics: torch.Tensor,
+    camera_to_lidar: torch.Tensor,
+    image_aug_matrix: torch.Tensor | None,
+    bev_aug_matrix: torch.Tensor | None,
+) -> None:
+    """Validate the camera part of the batch contract (shapes agree on B and N_cam)."""
+    if images is None or intrinsics is None or camera_to_lidar is None:
+        raise ValueError("a camera detector needs `images`, `intrinsics` and `camera_to_lidar`")
+    if images.ndim != 5 or images.shape[2] != 3:
+        raise ValueError(f"images must be (B, N_cam, 3, H, W), got {tuple(images.shape)}")
+    b, n = images.shape[:2]
+    expected = {"intrinsics": (b, n, 3, 3), "camera_to_lidar": (b, n, 4, 4)}
+    given = {"intrinsics": intrinsics, "camera_to_lidar": camera_to_lidar}
+    if image_aug_matrix is not None:
+        expected["image_aug_matrix"], given["image_aug_matrix"] = (b, n, 3, 3), image_aug_matrix
+    if bev_aug_matrix is not None:
+        expected["bev_aug_matrix"], given["bev_aug_matrix"] = (b, 4, 4), bev_aug_matrix
+    for name, shape in expected.items():
+        if tuple(given[name].shape) != shape:
+            raise ValueError(f"{name} must be {shape} for images {tuple(images.shape)}, got {tuple(given[name].shape)}")

@@ -1,0 +1,190 @@
+"""UniDistill step cost: distillation vs the same student trained alone, per path.
+
+Reports, per path (L→C, C→L, L+C→L, L+C→C): the student's training step alone, the teacher's forward pass, the
+full distillation step, and the cost of everything beyond the teacher's forward pass (the three losses, Gaussian
+masks, bilinear sampling, adaptive layers; forward and backward) as a % of the student's step. `--quick` (or a
+CPU device) uses the `*_tiny` presets; a CUDA device uses the paper-size presets and also reports peak memory.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+from benchmarks._timing import median_seconds
+
+PRESETS = Path(__file__).resolve().parents[2] / "hub_configs" / "models"
+# Paths as (teacher modalities, student modalities, paper λ).
+PATHS = {
+    "lidar_to_camera": (["lidar"], ["camera"], (100.0, 40.0, 10.0)),
+    "camera_to_lidar": (["camera"], ["lidar"], (10.0, 5.0, 1.0)),
+    "lidar_camera_to_lidar": (["lidar", "camera"], ["lidar"], (10.0, 1.0, 10.0)),
+    "lidar_camera_to_camera": (["lidar", "camera"], ["camera"], (10.0, 5.0, 10.0)),
+}
+
+
+def _find_preset(modalities: list[str], tiny: bool) -> dict:
+    """The BEV detector preset of hub_configs/models with these modalities (tiny or paper-size)."""
+    matches = []
+    for path in sorted(PRESETS.glob("*.json")):
+        values = json.loads(path.read_text())
+        if values.get("model_type") != "bev_detector" or sorted(values.get("modalities", [])) != sorted(modalities):
+            continue
+        if ("tiny" in path.stem) == tiny:
+            matches.append((path.stem, values))
+    if not matches:
+        raise FileNotFoundError(f"no {'tiny ' if tiny else ''}bev_detector preset with modalities {modalities}")
+    name, values = matches[0]
+    for key in ("model_type", "architectures", "transformers_version"):
+        values.pop(key, None)
+    return values
+
+
+def _load_batch(config, batch_size: int, root: Path, device: str) -> dict:
+    from hf_crossdistill.data.nuscenes import collate_bev_batch, nuscenes_detection_dataset
+    from hf_crossdistill.data.synthetic.nuscenes_generator import make_synthetic_nuscenes
+
+    height, width = config.image_size
+    dataroot = make_synthetic_nuscenes(root / f"nuscenes_{width}x{height}", num_scenes=2, image_size=(width, height))
+    dataset = nuscenes_detection_dataset(
+        dataroot, "v1.0-mini", "mini_train", num_sweeps=config.num_sweeps, image_size=(width, height)
+    )
+    samples = []
+    for sample in dataset:
+        samples.append(sample)
+        if len(samples) == batch_size:
+            break
+    batch = collate_bev_batch(samples)
+    return {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+
+
+def _benchmark_path(name: str, args, root: Path) -> dict:
+    from hf_crossdistill.losses.unidistill import (
+        feature_distillation_loss,
+        relation_distillation_loss,
+        response_distillation_loss,
+    )
+    from hf_crossdistill.models.adaptive import BEVAdaptiveLayers
+    from hf_crossdistill.models.bev_detector import BEVDetectorConfig, BEVDetectorForObjectDetection
+
+    teacher_modalities, student_modalities, (l_fea, l_rel, l_resp) = PATHS[name]
+    tiny = args.quick or not str(args.device).startswith("cuda")
+    student_config = BEVDetectorConfig(**_find_preset(student_modalities, tiny))
+    teacher_config = BEVDetectorConfig(**_find_preset(teacher_modalities, tiny))
+    device = args.device
+    torch.manual_seed(0)
+    student = BEVDetectorForObjectDetection(student_config).to(device).train()
+    teacher = BEVDetectorForObjectDetection(teacher_config).to(device).eval().requires_grad_(False)
+    # The paper puts adaptive layers on the C→L path; build them there.
+    adaptive = None
+    if name == "camera_to_lidar":
+        adaptive = BEVAdaptiveLayers(
+            student_config.low_bev_channels,
+            teacher_config.low_bev_channels,
+            student_config.high_bev_channels,
+            teacher_config.high_bev_channels,
+        ).to(device)
+    params = list(student.parameters()) + (list(adaptive.parameters()) if adaptive is not None else [])
+    optimizer = torch.optim.AdamW(params, lr=1e-5)
+    batch = _load_batch(student_config, 1 if not tiny else 2, root, device)
+    teacher_batch = {k: v for k, v in batch.items() if k not in ("gt_boxes", "gt_labels", "gt_mask")}
+    bev_range = tuple(student_config.bev_range)
+    boxes, mask = batch["gt_boxes"], batch["gt_mask"]
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else None
+
+    def distill_terms(low, high, heat, reg, teacher_out):
+        if adaptive is not None:
+            low, high = adaptive(low, high)
+        return (
+            l_fea * feature_distillation_loss(low, teacher_out.low_level_bev, boxes, mask, bev_range)
+            + l_rel * relation_distillation_loss(high, teacher_out.high_level_bev, boxes, mask, bev_range)
+            + l_resp
+            * response_distillation_loss(
+                heat,
+                reg,
+                teacher_out.heatmap_logits,
+                teacher_out.regression,
+                boxes,
+                mask,
+                bev_range,
+                teacher_temperature=2.0,
+            )
+        )
+
+    def student_step():
+        output = student(**batch)
+        output.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def teacher_forward():
+        with torch.no_grad():
+            return teacher(**teacher_batch)
+
+    def distill_step():
+        teacher_out = teacher_forward()
+        output = student(**batch)
+        loss = output.loss + distill_terms(
+            output.low_level_bev, output.high_level_bev, output.heatmap_logits, output.regression, teacher_out
+        )
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    with torch.no_grad():
+        reference = student(**batch)
+    fixed_teacher = teacher_forward()
+    leaves = [
+        t.detach()
+        for t in (reference.low_level_bev, reference.high_level_bev, reference.heatmap_logits, reference.regression)
+    ]
+
+    def extras_step():
+        inputs = [t.clone().requires_grad_(True) for t in leaves]
+        distill_terms(*inputs, fixed_teacher).backward()
+
+    def timed(fn):
+        peak = None
+        if sync is not None:
+            torch.cuda.reset_peak_memory_stats()
+        seconds = median_seconds(fn, repeats=args.repeats, warmup=1, sync=sync)
+        if sync is not None:
+            peak = torch.cuda.max_memory_allocated() / 2**30
+        return seconds, peak
+
+    student_s, student_mem = timed(student_step)
+    teacher_s, _ = timed(teacher_forward)
+    distill_s, distill_mem = timed(distill_step)
+    extras_s, _ = timed(extras_step)
+    result = {
+        "presets": "tiny" if tiny else "paper",
+        "student_step_s": student_s,
+        "teacher_forward_s": teacher_s,
+        "distill_step_s": distill_s,
+        "distill_vs_student_time": distill_s / student_s,
+        "extras_s": extras_s,
+        "extras_pct_of_student_step": 100.0 * extras_s / student_s,
+        "beyond_teacher_pct_end_to_end": 100.0 * (distill_s - student_s - teacher_s) / student_s,
+        "student_peak_gib": student_mem,
+        "distill_peak_gib": distill_mem,
+    }
+    print(
+        f"{name:24s} student {student_s * 1e3:8.1f} ms  teacher fwd {teacher_s * 1e3:8.1f} ms  "
+        f"distill {distill_s * 1e3:8.1f} ms (x{distill_s / student_s:.2f})  extras {extras_s * 1e3:7.2f} ms "
+        f"= {result['extras_pct_of_student_step']:.1f}% of the student step"
+        + (f"  peak {student_mem:.2f} → {distill_mem:.2f} GiB" if student_mem is not None else "")
+    )
+    return result
+
+
+def distill_step(args) -> dict:
+    """UniDistill step time / memory vs the student alone, and the overhead beyond the teacher forward, per path."""
+    paths = ["lidar_to_camera"] if args.quick else list(PATHS)
+    with tempfile.TemporaryDirectory() as tmp:
+        return {name: _benchmark_path(name, args, Path(tmp)) for name in paths}
+
+
+ENTRIES = {"distill_step": distill_step}

@@ -1,0 +1,88 @@
+"""EvDistill under a real 2-process CPU world (gloo, DDP): every module runs inside the wrapper's forward."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+WORKER = textwrap.dedent(
+    """
+    import json, sys
+    import torch
+    from torch.utils.data import Dataset
+    from transformers import AutoConfig, AutoModel
+    from hf_crossdistill.distill.evdistill_config import EvDistillConfig
+    from hf_crossdistill.distill.evdistill_trainer import EvDistillTrainer
+
+    models, out = sys.argv[1], sys.argv[2]
+
+    class Batches(Dataset):
+        def __init__(self):
+            g = torch.Generator().manual_seed(0)
+            self.items = [
+                {
+                    "event_pixel_values": torch.rand(2, 32, 48, generator=g),
+                    "aps_pixel_values": torch.randn(1, 32, 48, generator=g),
+                    "source_pixel_values": torch.randn(3, 32, 48, generator=g),
+                    "source_labels": torch.randint(0, 6, (32, 48), generator=g),
+                }
+                for _ in range(8)
+            ]
+        def __len__(self):
+            return len(self.items)
+        def __getitem__(self, i):
+            return self.items[i]
+
+    def build(name):
+        torch.manual_seed(0)
+        return AutoModel.from_config(AutoConfig.from_pretrained(f"{models}/deeplabv3plus_tiny_{name}.json"))
+
+    args = EvDistillConfig(
+        output_dir=out, max_steps=2, per_device_train_batch_size=2, logging_steps=1, save_steps=2,
+        report_to=[], disable_tqdm=True, seed=0, generator_base_channels=4, generator_residual_blocks=1,
+        discriminator_base_channels=4, discriminator_layers=2, modality_hidden_channels=8,
+        aps_student_config=f"{models}/deeplabv3plus_tiny_aps.json",
+    )
+    trainer = EvDistillTrainer(build("events"), args, teacher=build("image"), train_dataset=Batches())
+    trainer.train()
+    if trainer.is_world_process_zero():
+        summary = {"world_size": trainer.args.world_size, "log_history": trainer.state.log_history}
+        with open(f"{out}/summary.json", "w") as f:
+            json.dump(summary, f)
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_evdistill_two_cpu_processes(tmp_path):
+    worker = tmp_path / "worker.py"
+    worker.write_text(WORKER)
+    out = tmp_path / "run"
+    accelerate = Path(sys.executable).with_name("accelerate")
+    command = [
+        str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "0",
+        str(worker), str(REPO_ROOT / "hub_configs" / "models"), str(out),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1", "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    assert "marked ready twice" not in result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2
+    logs = [e for e in summary["log_history"] if "loss" in e]
+    assert len(logs) == 2
+    for term in ("ce_event", "ce_aps", "bmr_dsc", "bmr_adversarial", "bmr_discriminator", "da_match", "ag", "md"):
+        assert all(f"loss_{term}" in e for e in logs), term
+    # The checkpoint is the event student alone plus the training-only extras.
+    checkpoint = out / "checkpoint-2"
+    assert json.loads((checkpoint / "config.json").read_text())["num_channels"] == 2
+    assert (checkpoint / "evdistill_extras" / "g_t2s" / "model.safetensors").is_file()

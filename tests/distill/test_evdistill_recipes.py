@@ -1,0 +1,60 @@
+"""Every EvDistill recipe parses into valid arguments, names existing presets and matching channel counts."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import pytest
+import yaml
+from testing_utils import HUB_CONFIGS
+from transformers import AutoConfig, TrainingArguments
+
+import hf_crossdistill.models.deeplab  # noqa: F401  (registers DeepLabV3PlusConfig)
+from hf_crossdistill.data.events import datasets as event_datasets
+from hf_crossdistill.distill.evdistill_config import EvDistillConfig
+
+RECIPES = sorted((HUB_CONFIGS / "recipes").glob("evdistill_*.yaml"))
+SCRIPT_KEYS = {"method", "task", "student_config", "event_dataset", "source_dataset"}
+
+
+def _fields(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def test_recipes_exist():
+    names = {p.stem for p in RECIPES}
+    assert {"evdistill_ddd17_tiny", "evdistill_ddd17", "evdistill_ncaltech_tiny", "evdistill_ncaltech"} <= names
+    assert {"evdistill_ddd17_pseudo_labels_tiny", "evdistill_ddd17_events_aps_kd_tiny"} <= names
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_recipe_is_valid(path, tmp_path):
+    recipe = yaml.safe_load(path.read_text())
+    assert recipe["method"] in ("evdistill", "supervised") and recipe["task"] in ("segmentation", "recognition")
+    args_cls = EvDistillConfig if recipe["method"] == "evdistill" else TrainingArguments
+    fields = {k: v for k, v in recipe.items() if k not in SCRIPT_KEYS}
+    unknown = set(fields) - _fields(args_cls)
+    assert not unknown, f"{path.name}: unknown keys {unknown}"
+    args = args_cls(**{**fields, "output_dir": str(tmp_path)})
+    student = AutoConfig.from_pretrained(HUB_CONFIGS / "models" / f"{recipe['student_config']}.json")
+    if recipe["method"] == "evdistill":
+        event = recipe["event_dataset"]
+        builder = (
+            event_datasets.event_segmentation_dataset
+            if recipe["task"] == "segmentation"
+            else event_datasets.event_recognition_dataset
+        )
+        assert set(event) <= set(inspect.signature(builder).parameters), f"{path.name}: bad event_dataset keys"
+        channels = event_datasets.representation_channels(
+            event["representation"], **event.get("representation_kwargs", {})
+        )
+        assert student.num_channels == channels, f"{path.name}: student takes {student.num_channels} channels"
+        if args.aps_student_config is not None:
+            aps = AutoConfig.from_pretrained(args.aps_student_config)
+            assert aps.num_labels == student.num_labels and aps.num_channels == 1
+    if "source_dataset" in recipe:
+        params = set(inspect.signature(event_datasets.labeled_image_dataset).parameters)
+        assert set(recipe["source_dataset"]) <= params, f"{path.name}: bad source_dataset keys"
+        expected_kind = "segmentation" if recipe["task"] == "segmentation" else "classification"
+        assert recipe["source_dataset"]["kind"] == expected_kind

@@ -1,0 +1,197 @@
+"""UniDistillTrainer end to end on tiny real detectors and the tiny synthetic nuScenes dataroot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+
+from hf_crossdistill.data.nuscenes import nuscenes_detection_dataset
+from hf_crossdistill.distill import DISTILL_EXTRAS_NAME, UniDistillConfig, UniDistillTrainer, load_pretrained_strict
+from hf_crossdistill.models.bev_detector import BEVDetectorConfig, BEVDetectorForObjectDetection
+
+TINY_COMMON = {
+    "point_cloud_range": [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0],
+    "voxel_size": [0.4, 0.4, 8.0],
+    "out_size_factor": 8,  # 32 × 32 BEV cells of 3.2 m
+    "bev_backbone_layers": [1, 1],
+    "bev_backbone_channels": [16, 32],
+    "bev_upsample_channels": [16, 16],
+    "head_channels": 16,
+    "num_sweeps": 1,
+}
+TINY_IMAGE_BACKBONE = {
+    "model_type": "resnet",
+    "embedding_size": 8,
+    "hidden_sizes": [8, 16, 32, 64],
+    "depths": [1, 1, 1, 1],
+    "layer_type": "basic",
+    "out_features": ["stage3", "stage4"],
+}
+
+
+def tiny_config(modality: str, low: int = 16, high: int = 32, **overrides) -> BEVDetectorConfig:
+    kwargs = {**TINY_COMMON, "low_bev_channels": low, "high_bev_channels": high, **overrides}
+    kwargs["bev_upsample_channels"] = [high // 2, high - high // 2]
+    if modality == "lidar":
+        return BEVDetectorConfig(modalities=["lidar"], lidar_encoder="pillar", pillar_channels=16, **kwargs)
+    return BEVDetectorConfig(
+        modalities=["camera"],
+        image_size=[64, 176],
+        neck_channels=32,
+        depth_bins=[2.0, 58.0, 4.0],
+        image_backbone_config=TINY_IMAGE_BACKBONE,
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_samples(tiny_nuscenes_root) -> list[dict]:
+    dataset = nuscenes_detection_dataset(
+        tiny_nuscenes_root, "v1.0-mini", "mini_train", num_sweeps=1, image_size=(176, 64), seed=0
+    )
+    return [sample for _, sample in zip(range(4), dataset)]
+
+
+def save_teacher(config: BEVDetectorConfig, folder: Path) -> Path:
+    torch.manual_seed(1)
+    BEVDetectorForObjectDetection(config).save_pretrained(folder)
+    return folder
+
+
+def make_args(tmp_path: Path, **overrides) -> UniDistillConfig:
+    defaults = {
+        "output_dir": str(tmp_path / "run"),
+        "max_steps": 3,
+        "per_device_train_batch_size": 2,
+        "learning_rate": 1e-3,
+        "logging_steps": 1,
+        "save_steps": 2,
+        "report_to": "none",
+        "use_cpu": True,
+        "dataloader_num_workers": 0,
+        "disable_tqdm": True,
+        "seed": 0,
+    }
+    defaults.update(overrides)
+    return UniDistillConfig(**defaults)
+
+
+def logged(trainer: UniDistillTrainer) -> list[dict]:
+    return [entry for entry in trainer.state.log_history if "loss" in entry]
+
+
+def test_lidar_to_camera_distillation_logs_every_term_and_keeps_the_teacher_frozen(tmp_path, tiny_samples):
+    teacher_dir = save_teacher(tiny_config("lidar"), tmp_path / "teacher")
+    teacher_before = safetensors.torch.load_file(str(teacher_dir / "model.safetensors"))
+    torch.manual_seed(0)
+    student = BEVDetectorForObjectDetection(tiny_config("camera"))
+    args = make_args(tmp_path, teacher_model_name_or_path=str(teacher_dir), lambda_feature=100.0, lambda_relation=40.0)
+    trainer = UniDistillTrainer(model=student, args=args, train_dataset=tiny_samples)
+
+    teacher_ids = {id(p) for p in trainer.teacher.parameters()}
+    optimised = {id(p) for group in trainer.create_optimizer().param_groups for p in group["params"]}
+    assert not teacher_ids & optimised, "teacher parameters are in the optimiser"
+    assert not any(name.startswith("teacher") for name, _ in trainer.model.named_parameters())
+    trainer.train()
+
+    entries = logged(trainer)
+    assert len(entries) == 3
+    for entry in entries:
+        for key in ("loss_det", "loss_feature", "loss_relation", "loss_response", "det_heatmap_loss", "det_bbox_loss"):
+            assert key in entry and entry[key] == entry[key], f"{key} missing or NaN in {entry}"
+        assert entry["loss_feature"] > 0 and entry["loss_relation"] > 0 and entry["loss_response"] > 0
+        total = entry["loss_det"] + 100 * entry["loss_feature"] + 40 * entry["loss_relation"]
+        total += 10 * entry["loss_response"]
+        assert entry["loss"] == pytest.approx(total, rel=1e-3)
+
+    # The teacher stayed frozen, in eval mode, and unchanged.
+    assert not trainer.teacher.training
+    assert all(not m.training for m in trainer.teacher.modules())
+    assert all(not p.requires_grad and p.grad is None for p in trainer.teacher.parameters())
+    for name, value in trainer.teacher.state_dict().items():
+        torch.testing.assert_close(value, teacher_before[name], msg=name)
+
+    # Checkpoint = the student's save_pretrained folder only (no adaptive layers on this path).
+    checkpoint = Path(args.output_dir) / "checkpoint-2"
+    saved = safetensors.torch.load_file(str(checkpoint / "model.safetensors"))
+    assert set(saved) == set(student.state_dict())
+    assert not (checkpoint / DISTILL_EXTRAS_NAME).exists()
+    assert json.loads((checkpoint / "config.json").read_text())["modalities"] == ["camera"]
+    reloaded = load_pretrained_strict(BEVDetectorForObjectDetection, Path(args.output_dir) / "checkpoint-3")
+    for name, value in reloaded.state_dict().items():
+        torch.testing.assert_close(value, student.state_dict()[name], msg=name)
+
+
+def test_camera_to_lidar_with_adaptive_layers_saves_extras_and_resumes(tmp_path, tiny_samples):
+    # Teacher channels differ from the student's: only the adaptive layers make them comparable.
+    teacher_dir = save_teacher(tiny_config("camera", low=24, high=48), tmp_path / "teacher")
+    torch.manual_seed(0)
+    args = make_args(tmp_path, teacher_model_name_or_path=str(teacher_dir), use_adaptive_layers=True, max_steps=2)
+    trainer = UniDistillTrainer(
+        model=BEVDetectorForObjectDetection(tiny_config("lidar")), args=args, train_dataset=tiny_samples
+    )
+    assert trainer.model.adaptive_layers.low.out_channels == 24
+    trainer.train()
+    checkpoint = Path(args.output_dir) / "checkpoint-2"
+    extras = safetensors.torch.load_file(str(checkpoint / DISTILL_EXTRAS_NAME))
+    assert set(extras) == {f"adaptive_layers.{k}" for k in trainer.model.adaptive_layers.state_dict()}
+    student_keys = set(safetensors.torch.load_file(str(checkpoint / "model.safetensors")))
+    assert student_keys == set(trainer.model.student.state_dict())  # no adaptive / teacher keys in the student
+
+    # Resume into a fresh run: both the student and the adaptive layers come back, training continues.
+    torch.manual_seed(123)
+    resumed_args = make_args(
+        tmp_path, teacher_model_name_or_path=str(teacher_dir), use_adaptive_layers=True, max_steps=3
+    )
+    resumed = UniDistillTrainer(
+        model=BEVDetectorForObjectDetection(tiny_config("lidar")), args=resumed_args, train_dataset=tiny_samples
+    )
+    resumed._load_from_checkpoint(str(checkpoint))
+    for name, value in resumed.model.adaptive_layers.state_dict().items():
+        torch.testing.assert_close(value, extras[f"adaptive_layers.{name}"], msg=name)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert resumed.state.global_step == 3
+    assert [e["step"] for e in logged(resumed)] == [1, 2, 3]  # restored history + the new step
+
+
+def test_incompatible_teachers_are_clear_errors(tmp_path, tiny_samples):
+    wide = save_teacher(tiny_config("camera", low=24, high=48), tmp_path / "wide")
+    with pytest.raises(ValueError, match="low_bev_channels differs.*use_adaptive_layers"):
+        UniDistillTrainer(
+            model=BEVDetectorForObjectDetection(tiny_config("lidar")),
+            args=make_args(tmp_path, teacher_model_name_or_path=str(wide)),
+        )
+    finer = save_teacher(tiny_config("lidar", voxel_size=[0.2, 0.2, 8.0]), tmp_path / "finer")
+    with pytest.raises(ValueError, match="bev_shape differs"):
+        UniDistillTrainer(
+            model=BEVDetectorForObjectDetection(tiny_config("lidar")),
+            args=make_args(tmp_path, teacher_model_name_or_path=str(finer), use_adaptive_layers=True),
+        )
+
+
+def test_teacher_checkpoint_is_loaded_strictly(tmp_path):
+    teacher_dir = save_teacher(tiny_config("lidar"), tmp_path / "teacher")
+    state = safetensors.torch.load_file(str(teacher_dir / "model.safetensors"))
+    first = sorted(state)[0]
+    state[f"renamed.{first}"] = state.pop(first)
+    safetensors.torch.save_file(state, str(teacher_dir / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"1 missing keys.*1 unexpected keys"):
+        load_pretrained_strict(BEVDetectorForObjectDetection, teacher_dir)
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_pretrained_strict(BEVDetectorForObjectDetection, tmp_path)
+
+
+def test_without_teacher_it_trains_the_detector_alone(tmp_path, tiny_samples):
+    args = make_args(tmp_path, max_steps=2, save_steps=10)
+    trainer = UniDistillTrainer(
+        model=BEVDetectorForObjectDetection(tiny_config("lidar")), args=args, train_dataset=tiny_samples
+    )
+    assert trainer.teacher is None
+    trainer.train()
+    for entry in logged(trainer):
+        assert entry["loss"] == pytest.approx(entry["loss_det"], rel=1e-4)
+        assert not any(k in entry for k in ("loss_feature", "loss_relation", "loss_response"))

@@ -1,0 +1,125 @@
+"""BEVDetectorModel / BEVDetectorForObjectDetection: forward/backward per modality, gradients, save/load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from bev_detector_helpers import TINY_PRESETS, make_contract_batch
+from testing_utils import check_gradients_reach_all_parameters, check_save_load_round_trip, tiny_config
+from transformers import AutoModel, AutoModelForObjectDetection
+
+from hf_crossdistill.models.bev_detector import (
+    BEVDetectorConfig,
+    BEVDetectorForObjectDetection,
+    BEVDetectorModel,
+    BEVDetectorOutput,
+)
+
+MODALITIES = list(TINY_PRESETS)
+CAMERA_KEYS = ("images", "intrinsics", "image_aug_matrix", "camera_to_lidar")
+
+
+def _inputs(batch: dict, modality: str, with_targets: bool = True) -> dict:
+    keys = {"bev_aug_matrix"}
+    if modality != "camera":
+        keys.add("points")
+    if modality in ("camera", "fusion"):
+        keys.update(CAMERA_KEYS)
+    if with_targets:
+        keys.update({"gt_boxes", "gt_labels", "gt_mask"})
+    return {k: v for k, v in batch.items() if k in keys}
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_forward_backward_contract_batch(modality, contract_batch):
+    config = tiny_config(BEVDetectorConfig, TINY_PRESETS[modality])
+    model = BEVDetectorForObjectDetection(config).train()
+    out = model(**_inputs(contract_batch, modality))
+    assert isinstance(out, BEVDetectorOutput)
+    h, w = config.bev_shape
+    assert out.low_level_bev.shape == (2, config.low_bev_channels, h, w)
+    assert out.high_level_bev.shape == (2, config.high_bev_channels, h, w)
+    assert out.heatmap_logits.shape == (2, 10, h, w)
+    assert out.regression.shape == (2, 6 * 10, h, w)
+    assert set(out.loss_dict) == {"heatmap_loss", "bbox_loss"}
+    assert all(not v.requires_grad and v.ndim == 0 for v in out.loss_dict.values())
+    expected = config.heatmap_loss_weight * out.loss_dict["heatmap_loss"] + config.bbox_loss_weight * out.loss_dict["bbox_loss"]
+    torch.testing.assert_close(out.loss.detach(), expected)
+    # Every trainable parameter (encoders, fuser, backbone, all six task heads) is reached by the loss.
+    check_gradients_reach_all_parameters(model, out.loss)
+
+
+def test_camera_count_comes_from_input(contract_batch):
+    config = tiny_config(BEVDetectorConfig, TINY_PRESETS["camera"])
+    model = BEVDetectorModel(config).eval()
+    for num_cams in (1, 3):
+        batch = make_contract_batch(num_cams=num_cams)
+        out = model(**_inputs(batch, "camera", with_targets=False))
+        assert out.low_level_bev.shape[0] == 2
+        assert out.low_level_bev.abs().sum() > 0
+
+
+def test_padded_boxes_contribute_nothing(contract_batch):
+    config = tiny_config(BEVDetectorConfig, TINY_PRESETS["pillar"])
+    model = BEVDetectorForObjectDetection(config).eval()
+    inputs = _inputs(contract_batch, "pillar")
+    with torch.no_grad():
+        base = model(**inputs).loss
+        garbage = dict(inputs, gt_boxes=inputs["gt_boxes"].clone(), gt_labels=inputs["gt_labels"].clone())
+        garbage["gt_boxes"][0, 3] = torch.tensor([1.0, 2.0, 0.0, 4.0, 2.0, 1.5, 0.0, 0.0, 0.0])
+        garbage["gt_labels"][0, 3] = 4
+        torch.testing.assert_close(model(**garbage).loss, base)
+
+
+@pytest.mark.parametrize("modality", ["lidar", "camera", "fusion"])
+def test_save_load_round_trip(modality, contract_batch):
+    config = tiny_config(BEVDetectorConfig, TINY_PRESETS[modality])
+    torch.manual_seed(0)
+    model = BEVDetectorForObjectDetection(config)
+    # A few training steps so BatchNorm statistics differ from their initial values.
+    model.train()
+    with torch.no_grad():
+        model(**_inputs(contract_batch, modality))
+    reloaded = check_save_load_round_trip(
+        model, _inputs(contract_batch, modality), load=AutoModelForObjectDetection.from_pretrained
+    )
+    if modality != "lidar":
+        # Non-persistent buffers (depth bins, image normalisation) are rebuilt from the config on load.
+        encoder = reloaded.model.camera_encoder
+        torch.testing.assert_close(encoder.depths, model.model.camera_encoder.depths)
+        torch.testing.assert_close(encoder.image_std, model.model.camera_encoder.image_std)
+
+
+def test_auto_model_round_trip_base_model(contract_batch):
+    config = tiny_config(BEVDetectorConfig, TINY_PRESETS["fusion"])
+    model = BEVDetectorModel(config)
+    reloaded = check_save_load_round_trip(model, _inputs(contract_batch, "fusion", with_targets=False))
+    assert isinstance(reloaded, BEVDetectorModel)
+
+
+def test_auto_model_loads_base_from_detection_checkpoint(tmp_path, contract_batch):
+    config = tiny_config(BEVDetectorConfig, TINY_PRESETS["lidar"])
+    detector = BEVDetectorForObjectDetection(config).eval()
+    detector.save_pretrained(tmp_path)
+    base = AutoModel.from_pretrained(tmp_path).eval()
+    assert isinstance(base, BEVDetectorModel)
+    inputs = _inputs(contract_batch, "lidar", with_targets=False)
+    with torch.no_grad():
+        torch.testing.assert_close(base(**inputs).high_level_bev, detector(**inputs).high_level_bev)
+
+
+def test_missing_inputs_have_clear_errors(contract_batch):
+    camera = BEVDetectorForObjectDetection(tiny_config(BEVDetectorConfig, TINY_PRESETS["camera"]))
+    with pytest.raises(ValueError, match="needs `images`"):
+        camera(points=contract_batch["points"])
+    inputs = _inputs(contract_batch, "camera", with_targets=False)
+    inputs["intrinsics"] = inputs["intrinsics"][:, :1]
+    with pytest.raises(ValueError, match="intrinsics must be"):
+        camera(**inputs)
+    lidar = BEVDetectorForObjectDetection(tiny_config(BEVDetectorConfig, TINY_PRESETS["pillar"]))
+    with pytest.raises(ValueError, match="needs `points`"):
+        lidar(images=contract_batch["images"])
+    with pytest.raises(ValueError, match=r"points must be a \(P, 6\)"):
+        lidar(points=contract_batch["points"][:, :4])
+    with pytest.raises(ValueError, match="gt_labels"):
+        lidar(points=contract_batch["points"], gt_boxes=contract_batch["gt_boxes"])
