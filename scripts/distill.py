@@ -196,6 +196,15 @@ def main(argv: list[str] | None = None) -> int:
     from hf_crossdistill.distill.unidistill_trainer import load_pretrained_strict
     from hf_crossdistill.models.bev_detector import BEVDetectorForObjectDetection
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--config" in argv[:-1]:  # EvDistill recipes (method: evdistill / supervised) have their own runner
+        from hf_crossdistill.distill.evdistill_runner import is_evdistill_recipe, run_evdistill
+
+        i = argv.index("--config")
+        recipe = load_recipe(argv[i + 1])
+        if is_evdistill_recipe(recipe):
+            run_evdistill(recipe, argv[:i] + argv[i + 2 :])
+            return 0
     script_args, training_args = parse_arguments(argv)
     config = resolve_student_config(script_args.student_config)
     if script_args.student_init is not None:

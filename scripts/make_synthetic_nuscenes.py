@@ -11,6 +11,7 @@ The result loads with `nuscenes.nuscenes.NuScenes(version, dataroot)` and is sco
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -42,7 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lidar-dropout", type=float, default=0.05, help="probability a return is lost")
     parser.add_argument("--object-density", type=float, default=1.0)
     parser.add_argument("--jpeg-quality", type=int, default=90)
-    parser.add_argument("--num-workers", type=int, default=1, help="parallel scene processes")
+    parser.add_argument(
+        "--num-workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="parallel scene processes (default: one per CPU core; the output is identical for any value)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing out_dir")
     args = parser.parse_args(argv)
 

@@ -60,3 +60,19 @@ def test_test_environment_is_hermetic(tmp_path):
 
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     assert not os.environ["HF_HOME"].startswith(str(Path.home() / ".cache"))
+
+
+def test_every_public_name_resolves():
+    missing = [name for name in hf_crossdistill.__all__ if not hasattr(hf_crossdistill, name)]
+    assert not missing, f"hf_crossdistill.__all__ names that do not resolve: {missing}"
+    with pytest.raises(AttributeError, match="no attribute"):
+        hf_crossdistill.not_a_public_name  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    "model_type", ["bev_detector", "deeplabv3plus", "bmr_generator", "patchgan_discriminator", "modality_classifier"]
+)
+def test_import_registers_auto_classes(model_type):
+    from transformers import CONFIG_MAPPING
+
+    assert model_type in CONFIG_MAPPING, f"{model_type} is not registered with AutoConfig"

@@ -1,5 +1,7 @@
 """distill: Trainer subclasses and their TrainingArguments dataclasses."""
 
+from .evdistill_config import EvDistillConfig
+from .evdistill_trainer import EvDistillModel, EvDistillPairs, EvDistillTrainer, build_evdistill_model
 from .unidistill_config import PAPER_LOSS_WEIGHTS, UniDistillConfig
 from .unidistill_trainer import (
     DISTILL_EXTRAS_NAME,
@@ -13,6 +15,11 @@ from .unidistill_trainer import (
 )
 
 __all__ = [
+    "EvDistillConfig",
+    "EvDistillModel",
+    "EvDistillPairs",
+    "EvDistillTrainer",
+    "build_evdistill_model",
     "DISTILL_EXTRAS_NAME",
     "NuScenesEvaluation",
     "PAPER_LOSS_WEIGHTS",

@@ -90,18 +90,29 @@ def is_evdistill_recipe(recipe: dict[str, Any]) -> bool:
     return isinstance(recipe, dict) and recipe.get("method") in EVDISTILL_METHODS
 
 
-def _overrides_to_argv(cli_overrides: list[str] | dict[str, Any] | None) -> list[str]:
+_NULLS = ("null", "none", "None")
+
+
+def _apply_overrides(recipe: dict[str, Any], cli_overrides: list[str] | dict[str, Any] | None) -> list[str]:
+    """Merge a dict of overrides into `recipe`; for CLI strings, turn `--key null` into `recipe[key] = None` (argparse
+    cannot give None) and return the remaining strings for the parser."""
     if cli_overrides is None:
         return []
     if isinstance(cli_overrides, dict):
-        argv = []
-        for key, value in cli_overrides.items():
-            text = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
-            argv += [f"--{key}", text]
-        return argv
-    if isinstance(cli_overrides, (list, tuple)) and all(isinstance(a, str) for a in cli_overrides):
-        return list(cli_overrides)
-    raise TypeError(f"cli_overrides must be a list of CLI strings or a dict, got {type(cli_overrides).__name__}")
+        recipe.update(cli_overrides)
+        return []
+    if not (isinstance(cli_overrides, (list, tuple)) and all(isinstance(a, str) for a in cli_overrides)):
+        raise TypeError(f"cli_overrides must be a list of CLI strings or a dict, got {type(cli_overrides).__name__}")
+    argv, i = [], 0
+    while i < len(cli_overrides):
+        arg = cli_overrides[i]
+        if arg.startswith("--") and i + 1 < len(cli_overrides) and cli_overrides[i + 1] in _NULLS:
+            recipe[arg[2:]] = None
+            i += 2
+            continue
+        argv.append(arg)
+        i += 1
+    return argv
 
 
 def _json_object(text: str | None, name: str) -> dict[str, Any]:
@@ -128,8 +139,8 @@ def parse_evdistill_arguments(recipe: dict[str, Any], cli_overrides: list[str] |
 
     if not isinstance(recipe, dict):
         raise TypeError(f"run_evdistill: recipe must be a mapping, got {type(recipe).__name__}")
-    argv = _overrides_to_argv(cli_overrides)
     recipe = dict(recipe)
+    argv = _apply_overrides(recipe, cli_overrides)
     if "--method" in argv:  # the method picks the argument class, so it is read before parsing
         i = argv.index("--method")
         if i + 1 >= len(argv):
@@ -140,7 +151,7 @@ def parse_evdistill_arguments(recipe: dict[str, Any], cli_overrides: list[str] |
         raise ValueError(f"recipe method must be one of {EVDISTILL_METHODS}, got {method!r}")
     for key in _DICT_FIELDS:
         if isinstance(recipe.get(key), dict):
-            recipe[key] = json.dumps(recipe[key])
+            recipe[key] = json.dumps(recipe[key])  # argparse holds strings; parsed back by `_json_object`
     args_class = EvDistillConfig if method == "evdistill" else TrainingArguments
     parser = HfArgumentParser((EvDistillScriptArguments, args_class))
     known = {action.dest for action in parser._actions}

@@ -13,9 +13,10 @@ from transformers import AutoConfig, TrainingArguments
 import hf_crossdistill.models.deeplab  # noqa: F401  (registers DeepLabV3PlusConfig)
 from hf_crossdistill.data.events import datasets as event_datasets
 from hf_crossdistill.distill.evdistill_config import EvDistillConfig
+from hf_crossdistill.distill.evdistill_runner import EvDistillScriptArguments, parse_evdistill_arguments
 
 RECIPES = sorted((HUB_CONFIGS / "recipes").glob("evdistill_*.yaml"))
-SCRIPT_KEYS = {"method", "task", "student_config", "event_dataset", "source_dataset"}
+SCRIPT_KEYS = {f.name for f in dataclasses.fields(EvDistillScriptArguments)}
 
 
 def _fields(cls) -> set[str]:
@@ -26,6 +27,32 @@ def test_recipes_exist():
     names = {p.stem for p in RECIPES}
     assert {"evdistill_ddd17_tiny", "evdistill_ddd17", "evdistill_ncaltech_tiny", "evdistill_ncaltech"} <= names
     assert {"evdistill_ddd17_pseudo_labels_tiny", "evdistill_ddd17_events_aps_kd_tiny"} <= names
+    assert {"evdistill_teacher_ddd17_tiny", "evdistill_teacher_ddd17", "evdistill_teacher_ncaltech"} <= names
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_recipe_parses_with_the_runner(path, tmp_path):
+    recipe = yaml.safe_load(path.read_text())
+    script_args, training_args = parse_evdistill_arguments(recipe, ["--output_dir", str(tmp_path)])
+    assert script_args.method == recipe["method"] and script_args.task == recipe["task"]
+    assert isinstance(training_args, EvDistillConfig) == (recipe["method"] == "evdistill")
+    assert script_args.event_root is not None or recipe["method"] == "supervised"
+    # Relative data paths only: recipes never hold machine-specific absolute paths.
+    for key in ("event_root", "source_root", "teacher_model_name_or_path", "aps_student_config", "output_dir"):
+        assert not str(recipe.get(key, "")).startswith("/"), f"{path.name}: {key} is an absolute path"
+
+
+STUDENTS = [p.stem for p in RECIPES if yaml.safe_load(p.read_text())["method"] == "evdistill"]
+
+
+@pytest.mark.parametrize("name", STUDENTS)
+def test_students_name_the_output_of_a_teacher_recipe(name):
+    """Teacher first: the student's teacher_model_name_or_path is a teacher recipe's output_dir."""
+    recipe = yaml.safe_load((HUB_CONFIGS / "recipes" / f"{name}.yaml").read_text())
+    teachers = {
+        yaml.safe_load(p.read_text())["output_dir"] for p in RECIPES if p.stem.startswith("evdistill_teacher_")
+    }
+    assert recipe["teacher_model_name_or_path"] in teachers
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)

@@ -380,8 +380,8 @@ class DsecRecording(EventRecording):
             m = len(self._ms_to_idx)
             m_lo, m_hi = rel // 1000, -(-rel // 1000)
             # ms_to_idx[m] is the first event at or after m ms, so it brackets rel between floor / ceil ms.
-            if 0 <= m_lo < m:
-                lo = int(self._ms_to_idx[m_lo])
+            if m_lo >= 0:  # past the table, its last entry is still a lower bound
+                lo = int(self._ms_to_idx[min(m_lo, m - 1)])
             if 0 <= m_hi < m:
                 hi = int(self._ms_to_idx[m_hi])
             lo, hi = min(max(lo, 0), self.num_events), min(max(hi, 0), self.num_events)

@@ -1,1 +1,28 @@
-"""data.synthetic."""
+"""Simulated worlds written in the real dataset formats.
+
+- `make_synthetic_nuscenes`: a nuScenes v1.0-mini / v1.0-trainval dataroot (LiDAR ray casting, 6 rendered
+  cameras, all v1.0 tables) that the official nuscenes-devkit loads and scores.
+- `simulate_events`: the ESIM / v2e event-camera model on rendered frames.
+- `make_synthetic_ddd17`, `make_synthetic_dsec`, `make_source_images`, `make_synthetic_ncaltech`,
+  `make_recognition_source_images`: event recordings and unpaired labeled image sets for EvDistill.
+"""
+
+from .event_simulator import simulate_events
+from .event_worlds import (
+    make_recognition_source_images,
+    make_source_images,
+    make_synthetic_ddd17,
+    make_synthetic_dsec,
+    make_synthetic_ncaltech,
+)
+from .nuscenes_generator import make_synthetic_nuscenes
+
+__all__ = [
+    "make_recognition_source_images",
+    "make_source_images",
+    "make_synthetic_ddd17",
+    "make_synthetic_dsec",
+    "make_synthetic_ncaltech",
+    "make_synthetic_nuscenes",
+    "simulate_events",
+]

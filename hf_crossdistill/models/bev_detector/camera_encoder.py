@@ -61,8 +61,11 @@ def frustum_points(
     # Compose in float64: inv(K) of a 1600×900 camera loses ~1e-4 m in float32 at 58 m depth.
     bev_rot = bev_aug_matrix[:, None, :3, :3].double()  # (B, 1, 3, 3)
     cam2lidar = camera_to_lidar.double()
-    rays = bev_rot @ cam2lidar[..., :3, :3] @ torch.linalg.inv(intrinsics.double()) @ torch.linalg.inv(
-        image_aug_matrix.double()
+    rays = (
+        bev_rot
+        @ cam2lidar[..., :3, :3]
+        @ torch.linalg.inv(intrinsics.double())
+        @ torch.linalg.inv(image_aug_matrix.double())
     )  # (B, N, 3, 3)
     origin = (bev_rot @ cam2lidar[..., :3, 3:]).squeeze(-1) + bev_aug_matrix[:, None, :3, 3].double()  # (B, N, 3)
     directions = torch.einsum("bnij,hwj->bnhwi", rays, pixels)  # (B, N, h, w, 3)
@@ -71,7 +74,10 @@ def frustum_points(
 
 
 def frustum_cells(
-    points: torch.Tensor, point_cloud_range: list[float] | tuple[float, ...], cell_size: float, bev_shape: tuple[int, int]
+    points: torch.Tensor,
+    point_cloud_range: list[float] | tuple[float, ...],
+    cell_size: float,
+    bev_shape: tuple[int, int],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Flat BEV cell of each frustum point and whether it lies inside the range (x, y and z).
 
@@ -190,11 +196,15 @@ class ImageNeck(nn.Module):
 
     def __init__(self, in_channels: list[int], out_channels: int):
         super().__init__()
-        self.convs = nn.Sequential(*_conv_bn_relu(sum(in_channels), out_channels), *_conv_bn_relu(out_channels, out_channels))
+        self.convs = nn.Sequential(
+            *_conv_bn_relu(sum(in_channels), out_channels), *_conv_bn_relu(out_channels, out_channels)
+        )
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         size = features[0].shape[-2:]
-        resized = [features[0]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in features[1:]]
+        resized = [features[0]] + [
+            F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in features[1:]
+        ]
         return self.convs(torch.cat(resized, dim=1))
 
 
@@ -264,7 +274,11 @@ class CameraBEVEncoder(nn.Module):
         context = context.permute(0, 1, 3, 4, 2).reshape(-1, self.context_channels)  # (B·N·h·w, C)
         rows, cols = self.bev_shape
         pooled = bev_pool(
-            depth, context, cells.reshape(-1, self.num_depth_bins), valid.reshape(-1, self.num_depth_bins), b * rows * cols
+            depth,
+            context,
+            cells.reshape(-1, self.num_depth_bins),
+            valid.reshape(-1, self.num_depth_bins),
+            b * rows * cols,
         )  # (B·H·W, C)
         return pooled.reshape(b, rows, cols, self.context_channels).permute(0, 3, 1, 2).contiguous()  # (B, C, H, W)
 
@@ -290,4 +304,6 @@ def check_camera_inputs(
         expected["bev_aug_matrix"], given["bev_aug_matrix"] = (b, 4, 4), bev_aug_matrix
     for name, shape in expected.items():
         if tuple(given[name].shape) != shape:
-            raise ValueError(f"{name} must be {shape} for images {tuple(images.shape)}, got {tuple(given[name].shape)}")
+            raise ValueError(
+                f"{name} must be {shape} for images {tuple(images.shape)}, got {tuple(given[name].shape)}"
+            )

@@ -157,7 +157,9 @@ def heatmap_targets(
         & (cols < width)
     )
     batch_index = torch.arange(batch, device=gt_boxes.device).view(-1, 1, 1)
-    flat = ((batch_index * num_classes + gt_labels.clamp(0, num_classes - 1).unsqueeze(-1)) * height + rows) * width + cols
+    flat = (
+        (batch_index * num_classes + gt_labels.clamp(0, num_classes - 1).unsqueeze(-1)) * height + rows
+    ) * width + cols
     heatmap = heatmap.scatter_reduce(0, flat[draw], values[draw].to(heatmap.dtype), reduce="amax")
     return heatmap.view(batch, num_classes, height, width), valid
 
@@ -295,7 +297,12 @@ def decode_boxes(
     """
     batch, num_classes, height, width = heatmap_logits.shape
     num_tasks = len(config.tasks)
-    if num_classes != config.num_classes or regression.shape != (batch, num_tasks * REGRESSION_CHANNELS, height, width):
+    if num_classes != config.num_classes or regression.shape != (
+        batch,
+        num_tasks * REGRESSION_CHANNELS,
+        height,
+        width,
+    ):
         raise ValueError(
             f"decode: heatmap {tuple(heatmap_logits.shape)} / regression {tuple(regression.shape)} do not match "
             f"{config.num_classes} classes and {num_tasks} tasks"
@@ -315,8 +322,10 @@ def decode_boxes(
         cls = index // (height * width) + first_class
         pixel = index % (height * width)
         row, col = pixel // width, pixel % width
-        reg = regression[:, t * REGRESSION_CHANNELS : (t + 1) * REGRESSION_CHANNELS].float().reshape(
-            batch, REGRESSION_CHANNELS, -1
+        reg = (
+            regression[:, t * REGRESSION_CHANNELS : (t + 1) * REGRESSION_CHANNELS]
+            .float()
+            .reshape(batch, REGRESSION_CHANNELS, -1)
         )
         reg = reg.gather(2, pixel.unsqueeze(1).expand(-1, REGRESSION_CHANNELS, -1)).transpose(1, 2)  # (B, k, 10)
         x = x_min + (col.float() + reg[..., 0]) * cell
@@ -328,7 +337,11 @@ def decode_boxes(
             keep = scores[b] > threshold
             bx, sc, lb = boxes[b][keep], scores[b][keep], cls[b][keep]
             kept = circle_nms(bx[:, :2], config.nms_radii[t])
-            bx, sc, lb = bx[kept][: config.post_max_size], sc[kept][: config.post_max_size], lb[kept][: config.post_max_size]
+            bx, sc, lb = (
+                bx[kept][: config.post_max_size],
+                sc[kept][: config.post_max_size],
+                lb[kept][: config.post_max_size],
+            )
             per_sample[b].append((bx, sc, lb))
         first_class += n
     results = []

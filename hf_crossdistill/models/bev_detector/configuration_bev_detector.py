@@ -246,7 +246,10 @@ class BEVDetectorConfig(PreTrainedConfig):
         for i, axis in enumerate("xyz"):
             cells = (r[i + 3] - r[i]) / v[i]
             if abs(cells - round(cells)) > 1e-4:
-                fail(f"point_cloud_range extent along {axis} ({r[i + 3] - r[i]} m) is not a multiple of voxel_size {v[i]}")
+                fail(
+                    f"point_cloud_range extent along {axis} ({r[i + 3] - r[i]} m) is not a multiple of "
+                    f"voxel_size {v[i]}"
+                )
         if abs(v[0] - v[1]) > 1e-9:
             fail(f"BEV cells must be square: voxel_size x {v[0]} != y {v[1]}")
         if self.out_size_factor < 1:
@@ -270,9 +273,8 @@ class BEVDetectorConfig(PreTrainedConfig):
                     f"height compression gives {self.sparse_channels[-1]} × {self.sparse_output_depth} = {lidar_out} "
                     f"channels but low_bev_channels is {self.low_bev_channels}"
                 )
-        if self.lidar_encoder == "pillar" and "lidar" in self.modalities:
-            if self.pillar_upsample not in (1, 2):
-                fail(f"pillar_upsample must be 1 or 2, got {self.pillar_upsample}")
+        if self.lidar_encoder == "pillar" and "lidar" in self.modalities and self.pillar_upsample not in (1, 2):
+            fail(f"pillar_upsample must be 1 or 2, got {self.pillar_upsample}")
 
         if "camera" in self.modalities:
             d_min, d_max, step = self.depth_bins

@@ -20,8 +20,7 @@ def check_points(points: torch.Tensor, batch_size: int, num_point_features: int)
     if not torch.is_tensor(points) or points.ndim != 2 or points.shape[1] != 1 + num_point_features:
         shape = tuple(points.shape) if torch.is_tensor(points) else type(points).__name__
         raise ValueError(
-            f"points must be a (P, {1 + num_point_features}) tensor [batch_index, x, y, z, intensity, Δt], "
-            f"got {shape}"
+            f"points must be a (P, {1 + num_point_features}) tensor [batch_index, x, y, z, intensity, Δt], got {shape}"
         )
     if len(points) and (points[:, 0].min() < 0 or points[:, 0].max() >= batch_size):
         raise ValueError(f"points[:, 0] (batch index) must lie in [0, {batch_size}), got values outside")
@@ -116,7 +115,10 @@ class SparseResNet3d(nn.Module):
         super().__init__()
         channels, blocks = config.sparse_channels, config.sparse_blocks
         self.stem = nn.ModuleList(
-            [SubmanifoldConv3d(config.num_point_features, channels[0], 3, bias=False), SparseBatchNormReLU(channels[0])]
+            [
+                SubmanifoldConv3d(config.num_point_features, channels[0], 3, bias=False),
+                SparseBatchNormReLU(channels[0]),
+            ]
         )
         self.stages = nn.ModuleList()
         for i, (width, depth) in enumerate(zip(channels, blocks)):
@@ -212,7 +214,9 @@ class PillarLidarEncoder(nn.Module):
         pillar = (points[:, 0].long() * rows_n + row) * cols_n + col  # (P,) flat pillar id
         num_pillars = batch_size * rows_n * cols_n
 
-        counts = torch.zeros(num_pillars, device=points.device).index_add_(0, pillar, torch.ones_like(col, dtype=torch.float))
+        counts = torch.zeros(num_pillars, device=points.device).index_add_(
+            0, pillar, torch.ones_like(col, dtype=torch.float)
+        )
         sums = points.new_zeros(num_pillars, 3).index_add_(0, pillar, points[:, 1:4])
         mean = sums[pillar] / counts[pillar].unsqueeze(1)  # (P, 3)
         centre = torch.stack(

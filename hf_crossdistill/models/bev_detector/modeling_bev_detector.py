@@ -232,7 +232,7 @@ class BEVDetectorForObjectDetection(BEVDetectorPreTrainedModel):
         gt_labels: torch.Tensor | None,
         gt_mask: torch.Tensor | None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """CenterPoint loss: Σ_tasks focal(heatmap) / #peaks + bbox_loss_weight · Σ_tasks L1(code-weighted) / #boxes."""
+        """CenterPoint loss: Σ_tasks focal / #peaks + bbox_loss_weight · Σ_tasks code-weighted L1 / #boxes."""
         config = self.config
         batch = heatmap_logits.shape[0]
         if gt_boxes.ndim != 3 or gt_boxes.shape[0] != batch or gt_boxes.shape[-1] < 9:

@@ -89,7 +89,10 @@ def submanifold_rulebook(voxels: SparseVoxels, kernel_size: tuple[int, int, int]
 
 
 def strided_rulebook(
-    voxels: SparseVoxels, kernel_size: tuple[int, int, int], stride: tuple[int, int, int], padding: tuple[int, int, int]
+    voxels: SparseVoxels,
+    kernel_size: tuple[int, int, int],
+    stride: tuple[int, int, int],
+    padding: tuple[int, int, int],
 ) -> tuple[torch.Tensor, tuple[int, int, int], list[tuple[torch.Tensor, torch.Tensor]]]:
     """Output sites and per-offset pairs of a regular sparse conv: out[o] += W[k] · in[o·s − p + k]."""
     coords = voxels.coords

@@ -213,6 +213,19 @@ def test_dsec_window_uses_ms_to_idx_only(tmp_path):
         read_events(path)
 
 
+def test_dsec_window_without_ms_to_idx_or_with_a_short_one(tmp_path):
+    events = random_events(300, seed=7, t_max=40_000, sensor=(480, 640))
+    path = write_events(tmp_path / "events.h5", events)
+    with h5py.File(path, "r+") as f:
+        del f["ms_to_idx"]  # bisection on events/t instead
+    for t0, t1 in [(5_000, 17_500), (0, 40_000), (39_000, 50_000)]:
+        assert_same_events(read_events(path, t_start_us=t0, t_end_us=t1), events.slice_time(t0, t1))
+    with h5py.File(path, "r+") as f:
+        f["ms_to_idx"] = np.searchsorted(events.t - events.t[0], [0, 1000, 2000]).astype(np.uint64)
+    for t0, t1 in [(5_000, 17_500), (1_500, 39_999)]:
+        assert_same_events(read_events(path, t_start_us=t0, t_end_us=t1), events.slice_time(t0, t1))
+
+
 def test_mvsec_hand_made_h5(tmp_path):
     path = tmp_path / "outdoor_day1_data.hdf5"
     rows = np.array([[1, 2, 1504645177.123456, 1], [345, 259, 1504645177.5, -1]], np.float64)

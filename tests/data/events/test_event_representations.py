@@ -74,22 +74,6 @@ def test_voxel_grid_chunked_path(monkeypatch):
     np.testing.assert_allclose(to_voxel_grid(events, 4).numpy(), voxel_reference(events, 4), atol=1e-5, rtol=0)
 
 
-def test_voxel_grid_threaded_path(monkeypatch):
-    monkeypatch.setattr(representations, "_MIN_EVENTS_PER_THREAD", 100)
-    monkeypatch.setattr(representations, "_SERIAL_CHUNK", 13)
-    monkeypatch.setattr(representations.os, "cpu_count", lambda: 3)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(3)
-    try:
-        assert representations._voxel_workers(500, torch.device("cpu")) == 3
-        for seed, bins in ((4, 5), (5, 2)):
-            events = random_events(500, seed)
-            got = to_voxel_grid(events, bins).numpy()
-            np.testing.assert_allclose(got, voxel_reference(events, bins), atol=1e-5, rtol=0)
-    finally:
-        torch.set_num_threads(threads)
-
-
 def test_voxel_grid_hand_built():
     # t* = 2 (t - 0) / 100: 0 -> bin 0; 25 -> half in bins 0 and 1; 50 -> bin 1; 100 -> bin 2
     events = Events([0, 1, 2, 3], [0, 0, 0, 0], [0, 25, 50, 100], [1, -1, 1, -1], (1, 4))

@@ -53,7 +53,9 @@ def make_contract_batch(
     batch = len(_BOXES)
     clouds = []
     for b in range(batch):
-        xyz = torch.rand(num_points, 3, generator=gen) * torch.tensor([90.0, 90.0, 6.0]) - torch.tensor([45.0, 45.0, 4.0])
+        xyz = torch.rand(num_points, 3, generator=gen) * torch.tensor([90.0, 90.0, 6.0]) - torch.tensor(
+            [45.0, 45.0, 4.0]
+        )
         extra = torch.rand(num_points, 2, generator=gen) * torch.tensor([1.0, 0.5])
         clouds.append(torch.cat([torch.full((num_points, 1), float(b)), xyz, extra], dim=1))
     table = torch.tensor(_BOXES)

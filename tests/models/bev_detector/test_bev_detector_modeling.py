@@ -43,7 +43,10 @@ def test_forward_backward_contract_batch(modality, contract_batch):
     assert out.regression.shape == (2, 6 * 10, h, w)
     assert set(out.loss_dict) == {"heatmap_loss", "bbox_loss"}
     assert all(not v.requires_grad and v.ndim == 0 for v in out.loss_dict.values())
-    expected = config.heatmap_loss_weight * out.loss_dict["heatmap_loss"] + config.bbox_loss_weight * out.loss_dict["bbox_loss"]
+    expected = (
+        config.heatmap_loss_weight * out.loss_dict["heatmap_loss"]
+        + config.bbox_loss_weight * out.loss_dict["bbox_loss"]
+    )
     torch.testing.assert_close(out.loss.detach(), expected)
     # Every trainable parameter (encoders, fuser, backbone, all six task heads) is reached by the loss.
     check_gradients_reach_all_parameters(model, out.loss)

@@ -87,7 +87,9 @@ def test_frustum_points_follow_the_contract_formula():
     # A non-trivial image augmentation (scale + shift + flip) and BEV augmentation (rotation + scale + flip).
     aug = torch.tensor([[-0.8, 0.0, 150.0], [0.0, 0.8, -5.0], [0.0, 0.0, 1.0]]).expand(1, 2, 3, 3)
     c, s = math.cos(0.4), math.sin(0.4)
-    bev = torch.tensor([[1.05 * c, -1.05 * s, 0, 1.0], [-1.05 * s, -1.05 * c, 0, -2.0], [0, 0, 1.05, 0.3], [0, 0, 0, 1]])
+    bev = torch.tensor(
+        [[1.05 * c, -1.05 * s, 0, 1.0], [-1.05 * s, -1.05 * c, 0, -2.0], [0, 0, 1.05, 0.3], [0, 0, 0, 1]]
+    )
     depths = torch.tensor([3.0, 17.5])
     pts = frustum_points((4, 11), (64, 176), depths, cams["intrinsics"], aug, cams["camera_to_lidar"], bev[None])
     assert pts.shape == (1, 2, 4, 11, 2, 3)
@@ -97,12 +99,18 @@ def test_frustum_points_follow_the_contract_formula():
         depth = float(depths[d])
         pix = torch.tensor([u * depth, v * depth, depth], dtype=torch.float64)
         cam = torch.linalg.inv(cams["intrinsics"][0, n].double()) @ torch.linalg.inv(aug[0, n].double()) @ pix
-        lidar = bev.double() @ cams["camera_to_lidar"][0, n].double() @ torch.cat([cam, torch.ones(1, dtype=torch.float64)])
+        lidar = (
+            bev.double()
+            @ cams["camera_to_lidar"][0, n].double()
+            @ torch.cat([cam, torch.ones(1, dtype=torch.float64)])
+        )
         torch.testing.assert_close(pts[0, n, i, j, d].double(), lidar[:3], atol=1e-4, rtol=1e-5)
 
 
 def test_frustum_cells_follow_the_bev_grid_convention():
-    points = torch.tensor([[30.0, -20.0, 0.0], [-53.9, 53.9, 0.0], [60.0, 0.0, 0.0], [0.0, 0.0, 5.0]]).view(1, 1, 1, 4, 1, 3)
+    points = torch.tensor([[30.0, -20.0, 0.0], [-53.9, 53.9, 0.0], [60.0, 0.0, 0.0], [0.0, 0.0, 5.0]]).view(
+        1, 1, 1, 4, 1, 3
+    )
     cells, valid = frustum_cells(points, [-54.0, -54.0, -5.0, 54.0, 54.0, 3.0], 0.6, (180, 180))
     assert valid.flatten().tolist() == [True, True, False, False]
     # (30 m, −20 m) → row 56, col 140; (−53.9, 53.9) → row 179, col 0.
@@ -182,7 +190,12 @@ def test_strided_sparse_conv_equals_dense_conv():
         ref = _dense_conv3d(voxels, conv.weight.detach(), stride, padding)
         torch.testing.assert_close(out.dense().detach(), ref, atol=1e-5, rtol=1e-5)
         # Output sites are exactly those reached by an input site (spconv's rule), not the whole grid.
-        reached = _dense_conv3d(voxels.replace_features(torch.ones(len(voxels.coords), 1)), torch.ones(1, *conv.kernel_size, 1), stride, padding)
+        reached = _dense_conv3d(
+            voxels.replace_features(torch.ones(len(voxels.coords), 1)),
+            torch.ones(1, *conv.kernel_size, 1),
+            stride,
+            padding,
+        )
         assert len(out.coords) == int((reached > 0).sum())
 
 
@@ -239,7 +252,7 @@ def test_heatmap_targets_match_loop_reference():
     boxes[0, 1, :2] = boxes[0, 0, :2] + 0.3  # two overlapping boxes merge with max
     labels[0, 1] = labels[0, 0]
     mask[0, :2] = True
-    kwargs = dict(num_classes=4, bev_range=(-16.0, -16.0, 16.0, 16.0), cell_size=0.8, bev_shape=(40, 40))
+    kwargs = {"num_classes": 4, "bev_range": (-16.0, -16.0, 16.0, 16.0), "cell_size": 0.8, "bev_shape": (40, 40)}
     for min_overlap, min_radius in ((0.1, 2), (0.7, 0)):
         heatmap, valid = heatmap_targets(boxes, labels, mask, min_overlap=min_overlap, min_radius=min_radius, **kwargs)
         expected = _loop_gaussian_heatmap(
@@ -290,7 +303,9 @@ def test_decode_undoes_the_bev_augmentation():
     # Augmentation as the data pipeline builds it: rotate, scale, then mirror y.
     angle, scale = 0.35, 1.04
     c, s = math.cos(angle), math.sin(angle)
-    linear = torch.diag(torch.tensor([1.0, -1.0, 1.0])) @ (scale * torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]))
+    linear = torch.diag(torch.tensor([1.0, -1.0, 1.0])) @ (
+        scale * torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    )
     bev_aug = torch.eye(4)
     bev_aug[:3, :3] = linear
     original = torch.tensor([20.0, 10.0, -0.5, 4.0, 1.8, 1.5, 0.4, 2.0, 1.0])
@@ -298,9 +313,7 @@ def test_decode_undoes_the_bev_augmentation():
     centre = linear @ original[:3]
     heading = linear[:2, :2] @ torch.tensor([math.cos(0.4), math.sin(0.4)])
     velocity = linear[:2, :2] @ original[7:9]
-    augmented = torch.cat(
-        [centre, original[3:6] * scale, torch.atan2(heading[1], heading[0]).view(1), velocity]
-    )
+    augmented = torch.cat([centre, original[3:6] * scale, torch.atan2(heading[1], heading[0]).view(1), velocity])
     heatmap, regression = _plant(config, augmented, label=8)
     (plain,) = decode_boxes(heatmap, regression, config)
     torch.testing.assert_close(plain["boxes"][0], augmented, atol=1e-4, rtol=1e-4)
