@@ -71,6 +71,7 @@ SEGMENTATION_VARIANTS = {
     "w/o BMR": ("evdistill_ddd17_tiny", {"use_bmr": False}),
 }
 FULL = "PI+AG+DA+MD"
+REUSE_FINISHED_RUNS = True  # set by --rerun
 
 
 def _recipe(name: str) -> dict:
@@ -131,12 +132,27 @@ def _with_size(recipe: dict, size: list[int]) -> dict:
     return recipe
 
 
-def _run(name: str, recipe: dict, overrides: dict, log: list[dict]) -> dict:
-    from hf_crossdistill.distill.evdistill_runner import run_evdistill
+def _finished(out_dir: Path, steps: int) -> dict | None:
+    """The metrics of an earlier run in `out_dir` with the same step count (runs are deterministic by seed)."""
+    from hf_crossdistill.distill.evdistill_runner import METRICS_FILE
 
-    start = time.perf_counter()
-    metrics = run_evdistill(recipe, overrides)
-    metrics["name"], metrics["wall_s"] = name, round(time.perf_counter() - start, 1)
+    path = out_dir / METRICS_FILE
+    if not path.is_file():
+        return None
+    metrics = json.loads(path.read_text())
+    return metrics if metrics.get("max_steps") == steps and "wall_s" in metrics else None
+
+
+def _run(name: str, recipe: dict, overrides: dict, log: list[dict]) -> dict:
+    from hf_crossdistill.distill.evdistill_runner import METRICS_FILE, run_evdistill
+
+    out_dir = Path(overrides["output_dir"])
+    metrics = _finished(out_dir, overrides["max_steps"]) if REUSE_FINISHED_RUNS else None
+    if metrics is None:
+        start = time.perf_counter()
+        metrics = run_evdistill(recipe, overrides)
+        metrics["name"], metrics["wall_s"] = name, round(time.perf_counter() - start, 1)
+        (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     score = metrics.get("eval", metrics.get("eval_aps", metrics.get("eval_source", {})))
     key = "mean_iou" if "mean_iou" in score else "accuracy"
     print(f"[run] {name}: {key}={score.get(key)} ({metrics['wall_s']} s)", flush=True)
@@ -268,7 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--only", nargs="*", help="segmentation variants to run (default: all)")
     parser.add_argument("--quick", action="store_true", help="tiny data and 3 steps: a smoke run of the pipeline")
+    parser.add_argument("--rerun", action="store_true", help="retrain runs already finished with the same steps")
     args = parser.parse_args(argv)
+    global REUSE_FINISHED_RUNS
+    REUSE_FINISHED_RUNS = not args.rerun
     if args.quick:
         args.steps, args.teacher_steps, args.seeds = 3, 3, args.seeds[:1]
     if args.only:

@@ -286,6 +286,15 @@ def _rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
+def _sync_from_main_process(model: torch.nn.Module) -> None:
+    """Give every rank rank 0's weights and buffers before scoring: DDP broadcasts buffers at the START of each
+    forward, so after the last step every rank holds BatchNorm statistics updated by its own last batch."""
+    _, world = _rank_and_world()
+    if world > 1:
+        for tensor in [*model.parameters(), *model.buffers()]:
+            torch.distributed.broadcast(tensor.data, src=0)
+
+
 def _batches(dataset, batch_size: int, keys: tuple[str, ...]):
     """Yield lists of examples; every rank sees a disjoint part of `dataset` (examples never dropped)."""
     from datasets.distributed import split_dataset_by_node
@@ -341,6 +350,7 @@ def evaluate_event_model(
     else:
         metric = ClassificationMetric(model.config.num_labels, class_names=names)
     was_training = model.training
+    _sync_from_main_process(model)
     model.eval()
     overlays: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     for batch in _batches(dataset, batch_size, (input_key, label_key)):
@@ -357,22 +367,21 @@ def evaluate_event_model(
     results = metric.compute()
     rank, _ = _rank_and_world()
     if overlays and overlay_dir is not None and rank == 0:
-        results["overlays"] = _write_overlays(overlays, Path(overlay_dir), names)
+        results["overlays"] = _write_overlays(overlays, Path(overlay_dir))
     return _jsonable(results)
 
 
-def _write_overlays(overlays, folder: Path, class_names: list[str]) -> list[str]:
-    """Segmentation overlays of test windows, drawn by `hf_crossdistill.visualization` (when it provides them)."""
-    from hf_crossdistill import visualization
+def _write_overlays(overlays, folder: Path) -> list[str]:
+    """Panels (input | prediction overlay | ground-truth overlay) of test windows, by `hf_crossdistill.visualization`;
+    event inputs are drawn as event frames (positive red, negative blue), APS / RGB frames as they are."""
+    from hf_crossdistill.visualization import render_event_frame, segmentation_panel
 
-    draw = getattr(visualization, "plot_segmentation_overlay", None)
-    if draw is None:
-        return []
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, (inputs, prediction, labels) in enumerate(overlays):
+        picture = inputs.numpy() if inputs.shape[0] in (1, 3) else render_event_frame(inputs.numpy())
         path = folder / f"overlay_{i:03d}.png"
-        draw(inputs, prediction, labels=labels, class_names=class_names, save_path=path)
+        segmentation_panel(picture, prediction.numpy(), labels.numpy(), save_path=path)
         paths.append(str(path))
     return paths
 
@@ -442,9 +451,7 @@ def run_evdistill(recipe: dict[str, Any], cli_overrides: list[str] | dict[str, A
     if script_args.task == "recognition":
         root = script_args.event_root if script_args.method == "evdistill" else script_args.source_root
         classes = _recognition_classes(_require_root(root, "event_root/source_root", "the class list"))
-    config = resolve_model_config(
-        script_args.student_config or script_args.student_init, class_names=classes
-    )
+    config = resolve_model_config(script_args.student_config or script_args.student_init, class_names=classes)
     model = _build_model(config, script_args.student_init, training_args.seed)
     if script_args.method == "supervised":
         trainer, trained = _train_supervised(script_args, training_args, model)

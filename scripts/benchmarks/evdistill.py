@@ -13,6 +13,7 @@ shapes, and the median CPU latency of one forward pass (batch 1). The ratio evdi
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -71,7 +72,10 @@ def save_evdistill_student(prefix: str, train_size: tuple[int, int], out_dir: Pa
         aps_student_config=str(PRESETS / f"{prefix}_aps.json"), seed=0,
     )  # fmt: skip
     torch.manual_seed(0)
-    student, teacher = AutoModel.from_config(_preset(prefix, "events")), AutoModel.from_config(_preset(prefix, "image"))
+    student, teacher = (
+        AutoModel.from_config(_preset(prefix, "events")),
+        AutoModel.from_config(_preset(prefix, "image")),
+    )
     trainer = EvDistillTrainer(student, args, teacher=teacher, train_dataset=_RandomBatches(train_size))
     trainer.train()
     trainer.save_model(str(out_dir))
@@ -104,15 +108,23 @@ def compare(evdistill_dir: Path, alone_dir: Path, input_size: tuple[int, int], r
     models = {name: AutoModel.from_pretrained(str(d)).eval() for name, d in (("evdistill", evdistill_dir),
                                                                               ("alone", alone_dir))}  # fmt: skip
     x = torch.rand(1, models["alone"].config.num_channels, *input_size)
+    # Interleaved rounds (A, B, A, B, ...): on a shared machine the load drifts, and timing one model after the
+    # other would charge that drift to whichever ran second.
+    times: dict[str, list[float]] = {name: [] for name in models}
+    with torch.inference_mode():
+        for model in models.values():
+            model(pixel_values=x)  # warm-up
+        for _ in range(repeats):
+            for name, model in models.items():
+                times[name].append(median_seconds(lambda m=model: m(pixel_values=x), repeats=1, warmup=0))
     figures = {}
     for name, model in models.items():
-        with torch.inference_mode():
-            seconds = median_seconds(lambda m=model: m(pixel_values=x), repeats=repeats, warmup=1)
+        folder = evdistill_dir if name == "evdistill" else alone_dir
         figures[name] = {
             "class": type(model).__name__,
             "parameters": sum(p.numel() for p in model.parameters()),
-            "latency_ms": round(1000 * seconds, 2),
-            "files": sorted(p.name for p in Path(evdistill_dir if name == "evdistill" else alone_dir).iterdir()),
+            "latency_ms": round(1000 * statistics.median(times[name]), 2),
+            "files": sorted(p.name for p in Path(folder).iterdir()),
         }
     figures["same_architecture"] = _signature(models["evdistill"]) == _signature(models["alone"])
     figures["parameter_ratio"] = figures["evdistill"]["parameters"] / figures["alone"]["parameters"]

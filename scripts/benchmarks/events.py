@@ -69,7 +69,11 @@ def _tonic_voxel_grid():
     try:
         from tonic.transforms import ToVoxelGrid
     except Exception as err:  # tonic is optional: installed only for this comparison
-        return None, f"tonic not importable ({type(err).__name__}: {err}); install with `pip install tonic --no-deps`"
+        return (
+            None,
+            f"tonic not importable ({type(err).__name__}: {err}); "
+            "install it with `pip install tonic importRosbag --no-deps`",
+        )
     return ToVoxelGrid, None
 
 

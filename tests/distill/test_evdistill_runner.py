@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 from testing_utils import HUB_CONFIGS
 from transformers import AutoConfig, AutoModel, TrainingArguments
 
@@ -102,7 +104,9 @@ def test_pairs_without_source_data_for_the_baselines():
 def test_evaluate_matches_one_confusion_matrix_over_the_split():
     """mIoU from the runner equals the metric of ONE confusion matrix over all windows (not a mean per window)."""
     torch.manual_seed(0)
-    model = AutoModel.from_config(AutoConfig.from_pretrained(HUB_CONFIGS / "models" / "deeplabv3plus_tiny_events.json"))
+    model = AutoModel.from_config(
+        AutoConfig.from_pretrained(HUB_CONFIGS / "models" / "deeplabv3plus_tiny_events.json")
+    )
     g = torch.Generator().manual_seed(1)
     split = []
     for _ in range(5):  # 5 windows, batch 2: the last batch is partial
@@ -113,7 +117,9 @@ def test_evaluate_matches_one_confusion_matrix_over_the_split():
     model.eval()
     with torch.no_grad():
         logits = model(pixel_values=torch.stack([torch.from_numpy(e["events"]) for e in split])).logits
-    expected = segmentation_metrics(confusion_matrix(logits, torch.stack([torch.from_numpy(e["labels"]) for e in split]), 6))
+    expected = segmentation_metrics(
+        confusion_matrix(logits, torch.stack([torch.from_numpy(e["labels"]) for e in split]), 6)
+    )
     assert metrics["mean_iou"] == pytest.approx(expected["mean_iou"], abs=1e-12)
     assert metrics["pixel_accuracy"] == pytest.approx(expected["pixel_accuracy"], abs=1e-12)
     assert len(metrics["per_class_iou"]) == 6 and "iou_vehicle" in metrics
@@ -126,6 +132,7 @@ def test_evaluate_matches_one_confusion_matrix_over_the_split():
 def _load_distill_script():
     spec = importlib.util.spec_from_file_location("distill_script", REPO_ROOT / "scripts" / "distill.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module while the script is executed
     spec.loader.exec_module(module)
     return module
 
@@ -155,10 +162,16 @@ def test_teacher_then_student_end_to_end(tmp_path, tiny_ddd17_root, tiny_source_
     assert set(ev) >= {"mean_iou", "pixel_accuracy", "per_class_iou", "iou_flat"} and len(ev["per_class_iou"]) == 6
     assert 0.0 <= ev["mean_iou"] <= 1.0 and 0.0 <= ev["pixel_accuracy"] <= 1.0
     assert json.loads((student_dir / "evdistill_metrics.json").read_text())["eval"] == ev
+    # Overlay panels (event frame | prediction | ground truth) of the first test windows.
+    assert len(ev["overlays"]) == 4
+    panel = np.asarray(Image.open(ev["overlays"][0]))
+    assert panel.ndim == 3 and panel.shape[0] == 64 and panel.shape[1] > 3 * 128
     # The output folder is S_ev alone: no BMR / S_aps / h files, and it loads as the preset's architecture.
     assert not (student_dir / "evdistill_extras").exists()
     saved = AutoModel.from_pretrained(str(student_dir))
-    fresh = AutoModel.from_config(AutoConfig.from_pretrained(HUB_CONFIGS / "models" / "deeplabv3plus_tiny_events.json"))
+    fresh = AutoModel.from_config(
+        AutoConfig.from_pretrained(HUB_CONFIGS / "models" / "deeplabv3plus_tiny_events.json")
+    )
     assert type(saved) is type(fresh)
     assert {k: v.shape for k, v in saved.state_dict().items()} == {k: v.shape for k, v in fresh.state_dict().items()}
     assert metrics["num_parameters"] == sum(p.numel() for p in fresh.parameters())

@@ -361,7 +361,8 @@ class DsecRecording(EventRecording):
                 if ds.shape[0] != n:
                     raise EventFormatError(f"{path}: events/{name} has {ds.shape[0]} entries, events/t has {n}")
             self._t_offset = int(_h5_dataset(f, "t_offset", path, ndim=0)[()]) if "t_offset" in f else 0
-            self._ms_to_idx = _h5_dataset(f, "ms_to_idx", path)[:].astype(np.int64) if "ms_to_idx" in f else None
+            # kept as a dataset: a window needs two of its entries, and an hour-long recording has 3.6 M of them
+            self._ms_to_idx = _h5_dataset(f, "ms_to_idx", path) if "ms_to_idx" in f else None
             super().__init__(path, "dsec_h5", sensor_size, n)
         except Exception:
             self._file.close()
@@ -376,8 +377,8 @@ class DsecRecording(EventRecording):
     def _search(self, t_us: int) -> int:
         rel = t_us - self._t_offset
         lo, hi = 0, self.num_events
-        if self._ms_to_idx is not None and len(self._ms_to_idx) > 0:
-            m = len(self._ms_to_idx)
+        if self._ms_to_idx is not None and self._ms_to_idx.shape[0] > 0:
+            m = self._ms_to_idx.shape[0]
             m_lo, m_hi = rel // 1000, -(-rel // 1000)
             # ms_to_idx[m] is the first event at or after m ms, so it brackets rel between floor / ceil ms.
             if m_lo >= 0:  # past the table, its last entry is still a lower bound

@@ -7,8 +7,11 @@
   `make_recognition_source_images`: event recordings and unpaired labeled image sets for EvDistill.
 """
 
-from .event_simulator import simulate_events
+from .event_render import DDD17_CLASSES, DSEC_CLASSES, DSEC_TO_DDD17
+from .event_simulator import EventSimulator, simulate_events
 from .event_worlds import (
+    RECOGNITION_CLASSES,
+    DavisApsModel,
     make_recognition_source_images,
     make_source_images,
     make_synthetic_ddd17,
@@ -18,6 +21,12 @@ from .event_worlds import (
 from .nuscenes_generator import make_synthetic_nuscenes
 
 __all__ = [
+    "DDD17_CLASSES",
+    "DSEC_CLASSES",
+    "DSEC_TO_DDD17",
+    "DavisApsModel",
+    "EventSimulator",
+    "RECOGNITION_CLASSES",
     "make_recognition_source_images",
     "make_source_images",
     "make_synthetic_ddd17",

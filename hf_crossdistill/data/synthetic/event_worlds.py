@@ -461,23 +461,48 @@ def _object_mask(cls: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def _object_image(
-    cls: int, params: dict, size: tuple[int, int], shift_xy: tuple[float, float], *, colour: bool
+    cls: int, params: dict, size: tuple[int, int], *, colour: bool, margin: int = 0, supersample: int = 3
 ) -> np.ndarray:
-    """The object of class `cls` on a screen, seen with the sensor shifted by `shift_xy` pixels (analytic)."""
+    """The object of class `cls` on a screen, box-filtered over each pixel (`supersample`² samples).
+
+    Returns the (H + 2·margin, W + 2·margin[, 3]) view whose pixel (margin, margin) is the sensor's (0, 0), so
+    that `_shift_view` can move the sensor by up to `margin` pixels without re-rendering.
+    """
     h, w = size
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    x = (xx + 0.5 + shift_xy[0] - w / 2 - params["dx"]) / (params["scale"] * min(h, w) / 2)
-    y = (yy + 0.5 + shift_xy[1] - h / 2 - params["dy"]) / (params["scale"] * min(h, w) / 2)
+    ss = supersample
+    ys = (np.arange(-margin * ss, (h + margin) * ss) + 0.5) / ss  # pixel-centre coordinates of the sub-samples
+    xs = (np.arange(-margin * ss, (w + margin) * ss) + 0.5) / ss
+    yy, xx = np.meshgrid(ys, xs, indexing="ij")
+    unit = params["scale"] * min(h, w) / 2
+    x = (xx - w / 2 - params["dx"]) / unit
+    y = (yy - h / 2 - params["dy"]) / unit
     c, s = np.cos(params["angle"]), np.sin(params["angle"])
-    u, v = c * x + s * y, -s * x + c * y
-    mask = _object_mask(cls, u, v)
-    texture = 1.0 + params["texture"] * np.sin(params["freq"] * (xx + shift_xy[0]) + params["phase"]) * np.sin(
-        params["freq"] * 0.7 * (yy + shift_xy[1])
+    mask = _object_mask(cls, c * x + s * y, -s * x + c * y)
+    texture = 1.0 + params["texture"] * np.sin(params["freq"] * xx + params["phase"]) * np.sin(
+        params["freq"] * 0.7 * yy
     )
     if colour:
         fg, bg = np.asarray(params["fg_rgb"]), np.asarray(params["bg_rgb"])
-        return (mask[..., None] * fg + (1 - mask[..., None]) * bg) * texture[..., None]
-    return (mask * params["fg"] + (1 - mask) * params["bg"]) * texture
+        img = (mask[..., None] * fg + (1 - mask[..., None]) * bg) * texture[..., None]
+    else:
+        img = (mask * params["fg"] + (1 - mask) * params["bg"]) * texture
+    hh, ww = h + 2 * margin, w + 2 * margin
+    return img.reshape(hh, ss, ww, ss, *img.shape[2:]).mean(axis=(1, 3))  # (hh, ww[, 3]) box filter
+
+
+def _shift_view(view: np.ndarray, shift_xy: tuple[float, float], margin: int, size: tuple[int, int]) -> np.ndarray:
+    """(H, W) sensor image of `view` with the sensor moved by `shift_xy` pixels (bilinear, sub-pixel)."""
+    h, w = size
+    sx, sy = shift_xy
+    ix, iy = int(np.floor(sx)), int(np.floor(sy))
+    fx, fy = sx - ix, sy - iy
+    if not (-margin <= ix and ix + 1 <= margin and -margin <= iy and iy + 1 <= margin):
+        raise ValueError(f"shift {shift_xy} exceeds the rendered margin of {margin} pixels")
+    r, c = margin + iy, margin + ix
+    return (
+        (1 - fy) * ((1 - fx) * view[r : r + h, c : c + w] + fx * view[r : r + h, c + 1 : c + w + 1])
+        + fy * ((1 - fx) * view[r + 1 : r + h + 1, c : c + w] + fx * view[r + 1 : r + h + 1, c + 1 : c + w + 1])
+    )  # fmt: skip
 
 
 def _saccade_offsets(times_s: np.ndarray, amplitude_px: float, saccade_s: float) -> np.ndarray:
@@ -517,7 +542,7 @@ def make_synthetic_ncaltech(
     sensor_size: tuple[int, int] = (180, 240),
     saccade_ms: float = 100.0,
     amplitude_px: float = 6.0,
-    render_fps: float = 1000.0,
+    render_fps: float = 500.0,
     contrast_threshold: float = 0.2,
     threshold_sigma: float = 0.03,
     refractory_period_us: int = 500,
@@ -539,6 +564,7 @@ def make_synthetic_ncaltech(
     n_frames = int(round(3 * saccade_ms * 1e-3 * render_fps)) + 1
     times_s = np.arange(n_frames) / render_fps
     offsets = _saccade_offsets(times_s, amplitude_px, saccade_ms * 1e-3)
+    margin = int(np.ceil(np.abs(offsets).max())) + 1
     with _atomic_dir(out_dir, overwrite) as root:
         counts = {}
         for c, name in enumerate(classes):
@@ -554,8 +580,9 @@ def make_synthetic_ncaltech(
                     noise_rate_hz=noise_rate_hz,
                     seed=s,
                 )
+                view = _object_image(c, params, sensor_size, colour=False, margin=margin)
                 chunks = [
-                    sim.step(_object_image(c, params, sensor_size, tuple(off), colour=False), int(round(t * 1e6)))
+                    sim.step(_shift_view(view, tuple(off), margin, sensor_size), int(round(t * 1e6)))
                     for t, off in zip(times_s, offsets)
                 ]
                 events = concatenate_events(chunks, sensor_size)
@@ -589,7 +616,7 @@ def make_recognition_source_images(
         for c, name in enumerate(classes):
             for i in range(samples_per_class):
                 rng = np.random.default_rng(_sub_seed(seed, 202, c, i))
-                img = _object_image(c, _sample_params(rng, source_style=True), image_size, (0.0, 0.0), colour=True)
+                img = _object_image(c, _sample_params(rng, source_style=True), image_size, colour=True)
                 img = np.clip(img, 0, 1) ** (1 / 2.2) + 0.01 * rng.standard_normal(img.shape)
                 _save_png(root / name / f"{i:04d}.png", np.clip(np.round(img * 255), 0, 255).astype(np.uint8))
         _write_info(root, {

@@ -169,7 +169,9 @@ def bev_pool(
     cell_ids = cells.reshape(-1)[flat_valid]
     pixel_ids = pixels.reshape(-1)[flat_valid]
     order = torch.argsort(cell_ids, stable=True)
-    out = _SparseSplat.apply(values, context.float().contiguous(), cell_ids, pixel_ids, order, num_cells)
+    # Sparse kernels run in float32 whatever autocast says.
+    with torch.autocast(device_type=depth.device.type, enabled=False):
+        out = _SparseSplat.apply(values, context.float().contiguous(), cell_ids, pixel_ids, order, num_cells)
     return out.to(out_dtype)
 
 

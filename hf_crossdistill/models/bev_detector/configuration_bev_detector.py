@@ -172,6 +172,9 @@ class BEVDetectorConfig(PreTrainedConfig):
         self.depth_bins = [float(v) for v in self.depth_bins]
         if "camera" in self.modalities and self.image_backbone_config is None:
             self.image_backbone_config = _default_image_backbone()
+        # The transformers label maps always mirror class_names (label i is class_names[i]).
+        self.id2label = dict(enumerate(self.class_names))
+        self.label2id = {name: i for i, name in enumerate(self.class_names)}
         super().__post_init__(**kwargs)
         self._check_consistency()
 

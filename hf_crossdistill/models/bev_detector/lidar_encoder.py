@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -33,7 +35,10 @@ def mean_voxel_features(voxels: torch.Tensor, num_points: torch.Tensor) -> torch
 
 def _require_spconv():
     try:
-        from spconv.pytorch.utils import PointToVoxel
+        with warnings.catch_warnings():
+            # spconv's build helper calls the deprecated locale.getdefaultlocale at import time.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from spconv.pytorch.utils import PointToVoxel
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError(
             "The voxel LiDAR encoder needs spconv for voxelisation: `pip install hf_crossdistill[sparse]` "

@@ -272,6 +272,9 @@ class BEVDetectorForObjectDetection(BEVDetectorPreTrainedModel):
             torch.tensor(config.code_weights, device=regression.device),
             len(config.tasks),
         )
+        # Tasks without a box in this batch leave their regression branch out of the graph; a zero-weighted
+        # term keeps it in, so DDP never sees unused parameters.
+        bbox_loss = bbox_loss + 0.0 * regression.sum()
         loss = config.heatmap_loss_weight * heatmap_loss + config.bbox_loss_weight * bbox_loss
         return loss, {"heatmap_loss": heatmap_loss.detach(), "bbox_loss": bbox_loss.detach()}
 

@@ -74,6 +74,14 @@ def test_voxel_grid_chunked_path(monkeypatch):
     np.testing.assert_allclose(to_voxel_grid(events, 4).numpy(), voxel_reference(events, 4), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.uint64, np.int16, np.int64])
+def test_any_integer_coordinate_dtype(dtype):
+    events = Events(np.array([1, 2, 3], dtype), np.array([0, 1, 2], dtype), [0, 5, 10], [1, -1, 1], (4, 4))
+    reference = Events([1, 2, 3], [0, 1, 2], [0, 5, 10], [1, -1, 1], (4, 4))
+    for fn in (lambda e: to_voxel_grid(e, 3), to_histogram, lambda e: to_stacked_frames(e, 2), to_evsegnet_image):
+        assert torch.equal(fn(events), fn(reference))
+
+
 def test_voxel_grid_hand_built():
     # t* = 2 (t - 0) / 100: 0 -> bin 0; 25 -> half in bins 0 and 1; 50 -> bin 1; 100 -> bin 2
     events = Events([0, 1, 2, 3], [0, 0, 0, 0], [0, 25, 50, 100], [1, -1, 1, -1], (1, 4))

@@ -223,3 +223,18 @@ def test_cli_generates_every_kind(tmp_path, repo_root, capsys):
     assert "already exists" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["ddd17", str(tmp_path / "d"), "--sensor-size", "3y4"])
+
+
+def test_saccade_path_and_subpixel_shift():
+    from hf_crossdistill.data.synthetic.event_worlds import _saccade_offsets, _shift_view
+
+    t = np.array([0.0, 0.1, 0.2, 0.3, 0.05])
+    off = _saccade_offsets(t, 4.0, 0.1)
+    np.testing.assert_allclose(off[:4], [[0, 0], [4, 4], [8, 0], [0, 0]], atol=1e-9)  # the N-Caltech triangle
+    np.testing.assert_allclose(off[4], [2, 2], atol=1e-9)  # half way, eased
+    view = np.arange(8 * 9, dtype=np.float64).reshape(8, 9)
+    np.testing.assert_array_equal(_shift_view(view, (1.0, -1.0), 2, (4, 5)), view[1:5, 3:8])
+    half = _shift_view(view, (0.5, 0.0), 2, (4, 5))
+    np.testing.assert_allclose(half, 0.5 * (view[2:6, 2:7] + view[2:6, 3:8]))
+    with pytest.raises(ValueError, match="margin"):
+        _shift_view(view, (2.5, 0.0), 2, (4, 5))

@@ -126,3 +126,18 @@ def test_missing_inputs_have_clear_errors(contract_batch):
         lidar(points=contract_batch["points"][:, :4])
     with pytest.raises(ValueError, match="gt_labels"):
         lidar(points=contract_batch["points"], gt_boxes=contract_batch["gt_boxes"])
+
+
+def test_every_parameter_is_in_the_graph_when_tasks_have_no_boxes(contract_batch):
+    """DDP needs every parameter in the graph even when a batch only holds cars."""
+    config = tiny_config(BEVDetectorConfig, TINY_PRESETS["pillar"])
+    model = BEVDetectorForObjectDetection(config).train()
+    inputs = _inputs(contract_batch, "pillar")
+    inputs["gt_mask"] = inputs["gt_mask"] & (inputs["gt_labels"] == 0)
+    model(**inputs).loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_config_label_maps_mirror_class_names():
+    config = tiny_config(BEVDetectorConfig, TINY_PRESETS["lidar"])
+    assert config.id2label == dict(enumerate(config.class_names)) and config.num_labels == 10

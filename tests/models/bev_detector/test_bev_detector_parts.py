@@ -137,6 +137,7 @@ def _numpy_voxel_means(points: np.ndarray, voxel_size, pc_range, max_points: int
     return {key: np.mean(members, axis=0) for key, members in groups.items()}
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # spconv's build helper calls locale.getdefaultlocale
 def test_voxelizer_mean_vfe_matches_numpy_grouping():
     config = tiny_config(BEVDetectorConfig, TINY_PRESETS["lidar"], max_points_per_voxel=3)
     gen = np.random.default_rng(0)
@@ -199,6 +200,7 @@ def test_strided_sparse_conv_equals_dense_conv():
         assert len(out.coords) == int((reached > 0).sum())
 
 
+@pytest.mark.filterwarnings("ignore:Using a non-tuple sequence:UserWarning")  # inside spconv
 def test_sparse_convs_match_spconv_forward():
     spconv = pytest.importorskip("spconv.pytorch")
     voxels = _random_sparse(seed=2)

@@ -88,7 +88,7 @@ def test_overfitting_one_real_batch_recovers_its_boxes(real_batch):
         loss = model(**inputs).loss
         loss.backward()
         optimizer.step()
-    model.eval()
+    # Batch statistics: 60 steps are too few for BatchNorm running averages at CenterPoint's momentum 0.01.
     with torch.no_grad():
         outputs = model(**inputs)
     # Decoded in the augmented frame of the batch: compare with the batch's own boxes ...
