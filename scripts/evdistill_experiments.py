@@ -44,10 +44,10 @@ DATA = {
     "ddd17": {"num_recordings": 4, "duration_s": 2.4, "sensor_size": (104, 138), "render_fps": 100.0},
     "source_images": {"num_images": 160, "image_size": (64, 128)},
     "ncaltech": {
-        "num_classes": 5, "samples_per_class": 16, "sensor_size": (60, 80), "saccade_ms": 30.0,
+        "num_classes": 5, "samples_per_class": 40, "sensor_size": (60, 80), "saccade_ms": 30.0,
         "render_fps": 500.0, "amplitude_px": 3.0,
     },
-    "recognition_source": {"num_classes": 5, "samples_per_class": 16, "image_size": (60, 80)},
+    "recognition_source": {"num_classes": 5, "samples_per_class": 60, "image_size": (60, 80)},
 }  # fmt: skip
 QUICK_DATA = {
     "ddd17": {"num_recordings": 2, "duration_s": 0.4, "sensor_size": (104, 138), "render_fps": 100.0},
@@ -181,7 +181,7 @@ def run_all(args: argparse.Namespace) -> list[dict]:
     _run(
         "teacher_ncaltech",
         _recipe("evdistill_teacher_ncaltech_tiny"),
-        {**_common(args, t_rec, teacher_seed, args.teacher_steps), **rec_root},
+        {**_common(args, t_rec, teacher_seed, args.recognition_teacher_steps), **rec_root},
         log,
     )
     for seed in args.seeds:
@@ -200,7 +200,7 @@ def run_all(args: argparse.Namespace) -> list[dict]:
         _run(
             f"recognition seed {seed}",
             _recipe("evdistill_ncaltech_tiny"),
-            {**_common(args, out / f"rec_evdistill_seed{seed}", seed, args.steps), **rec_root,
+            {**_common(args, out / f"rec_evdistill_seed{seed}", seed, args.recognition_steps), **rec_root,
              "teacher_model_name_or_path": str(t_rec)},
             log,
         )  # fmt: skip
@@ -226,8 +226,10 @@ def markdown(log: list[dict], args: argparse.Namespace) -> str:
             by_variant.setdefault(entry["variant"], []).append(entry)
     teachers = {e["name"]: e for e in log if e["name"].startswith("teacher")}
     lines = [
-        f"Seeds {args.seeds}; {args.steps} steps per student (batch 4), {args.teacher_steps} per teacher; inputs "
-        f"{args.size}; data {'QUICK' if args.quick else 'default'} sizes (scripts/evdistill_experiments.py).",
+        f"Seeds {args.seeds}; segmentation: {args.steps} steps per student (batch 4), {args.teacher_steps} for T, "
+        f"inputs {args.size}; recognition: {args.recognition_steps} steps per student, "
+        f"{args.recognition_teacher_steps} for T, inputs 64x80; data {'QUICK' if args.quick else 'default'} sizes "
+        "(scripts/evdistill_experiments.py).",
         "",
         "| S_ev trained with | mIoU (%) | pixel acc. (%) | s / run |",
         "|---|---|---|---|",
@@ -278,8 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="outputs/evdistill_experiments", help="output folder (data, runs, tables)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=150, help="training steps per student run")
-    parser.add_argument("--teacher-steps", type=int, default=300, help="training steps per teacher")
+    parser.add_argument("--steps", type=int, default=120, help="training steps per student run")
+    parser.add_argument("--teacher-steps", type=int, default=600, help="training steps per teacher")
+    parser.add_argument("--recognition-steps", type=int, default=300, help="steps per recognition student")
+    parser.add_argument("--recognition-teacher-steps", type=int, default=1000, help="steps of T_rec")
     parser.add_argument("--size", default="48x96", help="HxW network input size for segmentation")
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--only", nargs="*", help="segmentation variants to run (default: all)")
@@ -290,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     REUSE_FINISHED_RUNS = not args.rerun
     if args.quick:
         args.steps, args.teacher_steps, args.seeds = 3, 3, args.seeds[:1]
+        args.recognition_steps = args.recognition_teacher_steps = 3
     if args.only:
         unknown = set(args.only) - set(SEGMENTATION_VARIANTS)
         if unknown:

@@ -11,9 +11,9 @@ paper shapes (6 cameras × 112 bins × 16 × 44 pixels, C = 256, 180 × 180 cell
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing as mp
-import resource
 import sys
 from pathlib import Path
 
@@ -49,8 +49,12 @@ def _ring_cameras(torch, batch: int, num_cams: int, height: int, width: int) -> 
 
 
 def _contract_batch(torch, config, batch: int, points_per_sample: int, device: str) -> dict:
-    """Random points on a ground-plane-ish band, 6 ring cameras, 20 boxes per sample."""
+    """Random points (ground plane + objects), 6 ring cameras, 20 boxes per sample."""
     gen = torch.Generator().manual_seed(0)
+
+    def z_objects(generator):
+        return torch.rand(points_per_sample, generator=generator) * 1.8 - 1.8
+
     x_min, y_min, _, x_max, y_max, _ = config.point_cloud_range
     out: dict = {"bev_aug_matrix": torch.eye(4).expand(batch, 4, 4).clone()}
     if "lidar" in config.modalities:
@@ -58,7 +62,9 @@ def _contract_batch(torch, config, batch: int, points_per_sample: int, device: s
         for b in range(batch):
             radius = torch.rand(points_per_sample, generator=gen).sqrt() * 0.95 * x_max
             angle = torch.rand(points_per_sample, generator=gen) * 2 * math.pi
-            z = torch.rand(points_per_sample, generator=gen) * 3 - 2
+            # LiDAR-like: most returns on the ground plane, the rest on objects up to 1 m above it.
+            on_ground = torch.rand(points_per_sample, generator=gen) < 0.7
+            z = torch.where(on_ground, -1.8 + 0.05 * torch.randn(points_per_sample, generator=gen), z_objects(gen))
             extra = torch.rand(points_per_sample, 2, generator=gen) * torch.tensor([1.0, 0.5])
             xyz = torch.stack([radius * angle.cos(), radius * angle.sin(), z], 1)
             clouds.append(torch.cat([torch.full((points_per_sample, 1), float(b)), xyz, extra], 1))
@@ -75,6 +81,23 @@ def _contract_batch(torch, config, batch: int, points_per_sample: int, device: s
     out["gt_labels"] = torch.randint(0, config.num_classes, (batch, 20), generator=gen)
     out["gt_mask"] = torch.ones(batch, 20, dtype=torch.bool)
     return {k: v.to(device) for k, v in out.items()}
+
+
+def _rss_mib(field: str) -> float:
+    """VmRSS / VmHWM of this process from /proc (Linux), in MiB; NaN elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _reset_peak_rss() -> None:
+    # Writing 5 to clear_refs resets VmHWM (Linux ≥ 4.0), so the peak is the training steps' own.
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
 
 
 def _train_step_worker(preset: str, batch: int, points: int, device: str, repeats: int, queue) -> None:
@@ -99,7 +122,8 @@ def _train_step_worker(preset: str, batch: int, points: int, device: str, repeat
         optimizer.step()
 
     sync = torch.cuda.synchronize if device.startswith("cuda") else None
-    baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_before = _rss_mib("VmRSS")
+    _reset_peak_rss()
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     seconds = median_seconds(step, repeats=repeats, warmup=1, sync=sync)
@@ -113,8 +137,8 @@ def _train_step_worker(preset: str, batch: int, points: int, device: str, repeat
     if device.startswith("cuda"):
         result["peak_memory_MiB"] = torch.cuda.max_memory_allocated() / 2**20
     else:
-        result["peak_rss_MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        result["rss_before_steps_MiB"] = baseline_rss
+        result["peak_rss_MiB"] = _rss_mib("VmHWM")
+        result["rss_before_steps_MiB"] = rss_before
     queue.put(result)
 
 
@@ -197,9 +221,9 @@ def bev_pooling(args) -> dict:
         out = fn(depth, context, cells, valid, num_cells)
         torch.autograd.grad((out * weights).sum(), (depth, context))
 
-    err = bev_pool(depth, context, cells, valid, num_cells) - bev_pool_reference(
-        depth, context, cells, valid, num_cells
-    )
+    with torch.no_grad():
+        ours_out = bev_pool(depth, context, cells, valid, num_cells)
+        err = ours_out - bev_pool_reference(depth, context, cells, valid, num_cells)
     result = {
         "shape": {"cameras": num_cams, "depth_bins": bins, "feature_hw": [h, w], "channels": channels, "grid": grid},
         "inside_fraction": float(valid.float().mean()),

@@ -2,13 +2,17 @@
 
 Reports, per path (L→C, C→L, L+C→L, L+C→C): the student's training step alone, the teacher's forward pass, the
 full distillation step, and the cost of everything beyond the teacher's forward pass (the three losses, Gaussian
-masks, bilinear sampling, adaptive layers; forward and backward) as a % of the student's step. `--quick` (or a
-CPU device) uses the `*_tiny` presets; a CUDA device uses the paper-size presets and also reports peak memory.
+masks, bilinear sampling, adaptive layers; forward and backward) as a % of the student's step, measured two ways:
+in isolation on fixed BEV maps (`extras_pct_of_student_step`) and end to end (distill − student − teacher forward).
+`--quick` (or a CPU device) uses the tiny presets the tiny recipes train (pillar LiDAR, one sweep); a CUDA device
+uses the paper-size presets. Peak memory: `torch.cuda.max_memory_allocated` on CUDA, the process's peak resident
+set (VmHWM, reset before each measurement) on CPU.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -26,39 +30,75 @@ PATHS = {
 }
 
 
+# The presets the recipes train: tiny (hub_configs/recipes/*_tiny.yaml) and paper size.
+PRESET_NAMES = {
+    ("lidar",): ("bev_lidar_pillar_nuscenes_tiny", "bev_lidar_nuscenes"),
+    ("camera",): ("bev_camera_nuscenes_tiny", "bev_camera_nuscenes"),
+    ("camera", "lidar"): ("bev_fusion_nuscenes_tiny", "bev_fusion_nuscenes"),
+}
+TINY_NUM_SWEEPS = 1  # as in the tiny recipes
+
+
 def _find_preset(modalities: list[str], tiny: bool) -> dict:
-    """The BEV detector preset of hub_configs/models with these modalities (tiny or paper-size)."""
-    matches = []
-    for path in sorted(PRESETS.glob("*.json")):
-        values = json.loads(path.read_text())
-        if values.get("model_type") != "bev_detector" or sorted(values.get("modalities", [])) != sorted(modalities):
-            continue
-        if ("tiny" in path.stem) == tiny:
-            matches.append((path.stem, values))
-    if not matches:
-        raise FileNotFoundError(f"no {'tiny ' if tiny else ''}bev_detector preset with modalities {modalities}")
-    name, values = matches[0]
-    for key in ("model_type", "architectures", "transformers_version"):
-        values.pop(key, None)
+    """The BEV detector preset of hub_configs/models for these modalities (tiny or paper-size)."""
+    key = tuple(sorted(modalities))
+    if key not in PRESET_NAMES:
+        raise ValueError(f"no preset for modalities {modalities}; known: {sorted(PRESET_NAMES)}")
+    path = PRESETS / f"{PRESET_NAMES[key][0 if tiny else 1]}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"preset {path} is missing")
+    values = json.loads(path.read_text())
+    for name in ("model_type", "architectures", "transformers_version"):
+        values.pop(name, None)
     return values
 
 
-def _load_batch(config, batch_size: int, root: Path, device: str) -> dict:
+def _load_batch(configs, batch_size: int, root: Path, device: str, num_sweeps: int) -> dict:
+    """A real collated batch from a small synthetic dataroot, with what every model of `configs` needs."""
     from hf_crossdistill.data.nuscenes import collate_bev_batch, nuscenes_detection_dataset
     from hf_crossdistill.data.synthetic.nuscenes_generator import make_synthetic_nuscenes
 
-    height, width = config.image_size
-    dataroot = make_synthetic_nuscenes(root / f"nuscenes_{width}x{height}", num_scenes=2, image_size=(width, height))
+    camera_configs = [c for c in configs if "camera" in c.modalities]
+    sizes = {tuple(c.image_size) for c in camera_configs}
+    if len(sizes) > 1:
+        raise ValueError(f"teacher and student cameras disagree on image_size: {sorted(sizes)}")
+    height, width = sizes.pop() if sizes else (90, 160)
+    dataroot = root / f"nuscenes_{width}x{height}"
+    if not dataroot.exists():
+        make_synthetic_nuscenes(dataroot, num_scenes=2, image_size=(width, height), scene_duration_s=2.0)
     dataset = nuscenes_detection_dataset(
-        dataroot, "v1.0-mini", "mini_train", num_sweeps=config.num_sweeps, image_size=(width, height)
+        dataroot,
+        "v1.0-mini",
+        "mini_train",
+        num_sweeps=num_sweeps,
+        point_cloud_range=configs[0].point_cloud_range,
+        **({"image_size": (width, height)} if camera_configs else {"cameras": ()}),
     )
-    samples = []
-    for sample in dataset:
-        samples.append(sample)
-        if len(samples) == batch_size:
-            break
+    # Skip each scene's first key frame: it has no earlier sweeps, so it is lighter than a typical sample.
+    samples = [s for i, s in enumerate(dataset) if i % 4 != 0][:batch_size]
     batch = collate_bev_batch(samples)
     return {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak resident set size (Linux: writing 5 to clear_refs); False when unsupported."""
+    try:
+        with open(f"/proc/{os.getpid()}/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_gib() -> float | None:
+    try:
+        with open(f"/proc/{os.getpid()}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**20  # kB → GiB
+    except OSError:
+        return None
+    return None
 
 
 def _benchmark_path(name: str, args, root: Path) -> dict:
@@ -89,8 +129,12 @@ def _benchmark_path(name: str, args, root: Path) -> dict:
         ).to(device)
     params = list(student.parameters()) + (list(adaptive.parameters()) if adaptive is not None else [])
     optimizer = torch.optim.AdamW(params, lr=1e-5)
-    batch = _load_batch(student_config, 1 if not tiny else 2, root, device)
+    batch = _load_batch(
+        [student_config, teacher_config], 1 if not tiny else 2, root, device, TINY_NUM_SWEEPS if tiny else 10
+    )
+    # As in the trainer: no targets for the teacher (it skips its loss), so it is told the batch size.
     teacher_batch = {k: v for k, v in batch.items() if k not in ("gt_boxes", "gt_labels", "gt_mask")}
+    teacher_batch["batch_size"] = batch["gt_boxes"].shape[0]
     bev_range = tuple(student_config.bev_range)
     boxes, mask = batch["gt_boxes"], batch["gt_mask"]
     sync = torch.cuda.synchronize if str(device).startswith("cuda") else None
@@ -150,9 +194,12 @@ def _benchmark_path(name: str, args, root: Path) -> dict:
         peak = None
         if sync is not None:
             torch.cuda.reset_peak_memory_stats()
-        seconds = median_seconds(fn, repeats=args.repeats, warmup=1, sync=sync)
-        if sync is not None:
+            seconds = median_seconds(fn, repeats=args.repeats, warmup=1, sync=sync)
             peak = torch.cuda.max_memory_allocated() / 2**30
+        else:
+            reset = _reset_peak_rss()
+            seconds = median_seconds(fn, repeats=args.repeats, warmup=1)
+            peak = _peak_rss_gib() if reset else None
         return seconds, peak
 
     student_s, student_mem = timed(student_step)
@@ -170,6 +217,7 @@ def _benchmark_path(name: str, args, root: Path) -> dict:
         "beyond_teacher_pct_end_to_end": 100.0 * (distill_s - student_s - teacher_s) / student_s,
         "student_peak_gib": student_mem,
         "distill_peak_gib": distill_mem,
+        "peak_memory_kind": "cuda_allocated" if sync is not None else "process_peak_rss",
     }
     print(
         f"{name:24s} student {student_s * 1e3:8.1f} ms  teacher fwd {teacher_s * 1e3:8.1f} ms  "

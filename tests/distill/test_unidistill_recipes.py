@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-RECIPES = sorted((REPO_ROOT / "hub_configs" / "recipes").glob("unidistill_*.yaml"))
+RECIPES_DIR = REPO_ROOT / "hub_configs" / "recipes"
+RECIPES = sorted(RECIPES_DIR.glob("unidistill_*.yaml"))
 PAPER = {
     "lidar_camera_to_lidar": (10.0, 1.0, 10.0),
     "lidar_camera_to_camera": (10.0, 5.0, 10.0),
@@ -43,11 +46,89 @@ def test_recipe_parses_with_cli_overrides(recipe, tmp_path):
     if path in PAPER:
         assert training_args.loss_weights == PAPER[path]
     assert training_args.use_adaptive_layers == (path == "camera_to_lidar")  # as in the paper
-    preset = REPO_ROOT / "hub_configs" / "models" / f"{script_args.student_config}.json"
-    if not preset.exists():
-        pytest.skip(f"student preset {preset.name} is not in hub_configs/models yet")
-    config = script.resolve_student_config(script_args.student_config)
+    config = script.resolve_student_config(script_args.student_config)  # the preset exists
     assert config.model_type == "bev_detector"
+    assert training_args.report_to == ["tensorboard"]
+    teacher = Path(training_args.teacher_model_name_or_path).name
+    assert teacher.startswith("bev_") and teacher.endswith("_supervised" + ("_tiny" if "_tiny" in recipe.stem else ""))
+    # The teacher is what the matching supervised recipe writes.
+    assert (RECIPES_DIR / f"{teacher}.yaml").is_file()
+
+
+SUPERVISED = sorted(RECIPES_DIR.glob("bev_*_supervised*.yaml"))
+
+
+def test_supervised_recipes_exist_for_every_modality():
+    names = {p.stem for p in SUPERVISED}
+    for modality in ("lidar", "camera", "fusion"):
+        assert {f"bev_{modality}_supervised", f"bev_{modality}_supervised_tiny"} <= names
+
+
+@pytest.mark.parametrize("recipe", SUPERVISED, ids=lambda p: p.stem)
+def test_supervised_recipes_name_no_teacher_and_evaluate_officially(recipe):
+    script = load_script()
+    script_args, training_args = script.parse_arguments(["--config", str(recipe)])
+    assert training_args.teacher_model_name_or_path is None and not training_args.distills
+    assert script_args.eval_split is not None and script_args.official_eval
+    assert training_args.report_to == ["tensorboard"]
+    assert Path(training_args.output_dir).name == recipe.stem
+    config = script.resolve_student_config(script_args.student_config)
+    modality = recipe.stem.split("_")[1]
+    expected = {"lidar": ["lidar"], "camera": ["camera"], "fusion": ["lidar", "camera"]}[modality]
+    assert sorted(config.modalities) == sorted(expected)
+    assert ("_tiny" in recipe.stem) == ("_tiny" in script_args.student_config)
+    assert script_args.sync_batchnorm == ("_tiny" not in recipe.stem)  # multi-GPU, batch 1 per GPU
+
+
+def test_data_requirements_follow_the_camera_model_whichever_it_is():
+    from test_unidistill_trainer import tiny_config
+
+    script = load_script()
+    lidar, camera = tiny_config("lidar"), tiny_config("camera")
+    # C→L: the LiDAR student's own image_size is irrelevant; the camera teacher's is used.
+    lidar.image_size = [256, 704]
+    assert script.data_requirements(lidar, camera)["image_size"] == (176, 64)
+    assert script.data_requirements(camera, lidar)["image_size"] == (176, 64)
+    only_lidar = script.data_requirements(lidar)
+    assert only_lidar["cameras"] == () and "image_size" not in only_lidar
+    assert script.data_requirements(camera)["num_sweeps"] == 0  # no LiDAR model: no sweeps to load
+    other = tiny_config("camera")
+    other.image_size = [128, 352]
+    with pytest.raises(ValueError, match="different image sizes"):
+        script.data_requirements(camera, other)
+
+
+def test_sync_batchnorm_converts_only_multi_process_cuda_worlds():
+    import torch
+    from test_unidistill_trainer import tiny_config
+    from transformers import TrainingArguments
+
+    from hf_crossdistill.models.bev_detector import BEVDetectorForObjectDetection
+
+    script = load_script()
+    model = BEVDetectorForObjectDetection(tiny_config("lidar"))
+    args = TrainingArguments(output_dir="unused", use_cpu=True, report_to="none")
+    assert script.maybe_sync_batchnorm(model, args, True) is model  # CPU, world of 1: left alone
+    assert script.maybe_sync_batchnorm(model, args, False) is model
+
+    class FakeCudaWorld:
+        world_size = 2
+        device = torch.device("cuda", 0)
+
+    converted = script.maybe_sync_batchnorm(model, FakeCudaWorld(), True)
+    assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in converted.modules())
+    assert not any(type(m) is torch.nn.BatchNorm2d for m in converted.modules())
+
+
+@pytest.mark.parametrize("name", ["multi_gpu", "multi_node"])
+def test_accelerate_configs_load(name):
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    config = ClusterConfig.from_yaml_file(str(REPO_ROOT / "hub_configs" / "accelerate" / f"{name}.yaml"))
+    assert config.distributed_type.value == "MULTI_GPU" and not config.use_cpu
+    assert config.num_processes > 1
+    if name == "multi_node":
+        assert config.num_machines > 1 and config.main_process_ip and config.main_process_port
 
 
 def test_recipe_errors_are_clear(tmp_path):

@@ -165,7 +165,7 @@ class VoxelLidarEncoder(nn.Module):
         check_points(points, batch_size, self.num_point_features)
         voxels, coords, counts = self.voxelizer(points.float(), batch_size)
         features = mean_voxel_features(voxels, counts)  # (N, F)
-        sparse = SparseVoxels(features, coords, self.grid_shape, batch_size)
+        sparse = SparseVoxels.create(features, coords, self.grid_shape, batch_size)
         dense = self.backbone(sparse).dense()  # (B, C, Z', Y', X')
         b, c, z, y, x = dense.shape
         return dense.reshape(b, c * z, y, x)  # (B, C·Z', H, W), row = y, col = x

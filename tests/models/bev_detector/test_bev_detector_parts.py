@@ -166,7 +166,7 @@ def _random_sparse(seed: int = 0, shape=(9, 20, 22), n: int = 250, channels: int
     z, y, x = shape
     keys = torch.randperm(2 * z * y * x, generator=gen)[:n]
     coords = torch.stack([keys // (z * y * x), (keys // (y * x)) % z, (keys // x) % y, keys % x], 1)
-    return SparseVoxels(torch.randn(n, channels, generator=gen), coords, shape, 2)
+    return SparseVoxels.create(torch.randn(n, channels, generator=gen), coords, shape, 2)
 
 
 def _dense_conv3d(voxels: SparseVoxels, weight: torch.Tensor, stride, padding) -> torch.Tensor:
