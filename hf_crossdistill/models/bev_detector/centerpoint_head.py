@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...losses.unidistill import gaussian_radius  # one formula for heatmap targets and distillation masks
 from .configuration_bev_detector import REGRESSION_CHANNELS, BEVDetectorConfig
 
 _BRANCHES = (("offset", 2), ("height", 1), ("size", 3), ("heading", 2), ("velocity", 2))
@@ -67,26 +68,6 @@ class CenterPointHead(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------
 # Targets
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def gaussian_radius(height: torch.Tensor, width: torch.Tensor, min_overlap: float) -> torch.Tensor:
-    """CornerNet / CenterPoint Gaussian radius (in cells) of boxes of size height × width cells (element-wise).
-
-    The smallest of the three corner-shift radii keeping IoU ≥ min_overlap, written exactly as CenterPoint
-    computes it (including its unhalved second and third roots), since the detectors are tuned to it.
-    """
-    hw = height * width
-    b1 = height + width
-    c1 = hw * (1 - min_overlap) / (1 + min_overlap)
-    r1 = (b1 + torch.sqrt((b1**2 - 4 * c1).clamp(min=0))) / 2
-    b2 = 2 * (height + width)
-    c2 = (1 - min_overlap) * hw
-    r2 = (b2 + torch.sqrt((b2**2 - 16 * c2).clamp(min=0))) / 2
-    a3 = 4 * min_overlap
-    b3 = -2 * min_overlap * (height + width)
-    c3 = (min_overlap - 1) * hw
-    r3 = (b3 + torch.sqrt((b3**2 - 4 * a3 * c3).clamp(min=0))) / 2
-    return torch.minimum(torch.minimum(r1, r2), r3)
 
 
 def box_centre_cells(
