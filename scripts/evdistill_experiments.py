@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """EvDistill on the synthetic event benchmark: methods vs baselines, the Table-6 ablation and recognition.
 
-    python scripts/evdistill_experiments.py --out outputs/evdistill_experiments            # ~40 min on 2 CPU cores
+    python scripts/evdistill_experiments.py --out outputs/evdistill_experiments            # ~25 min on 2 CPU cores
     python scripts/evdistill_experiments.py --out /tmp/evd --quick                         # smoke run, ~2 min
 
 What runs (every run is `run_evdistill` on a recipe of hub_configs/recipes/ with overrides, in this process):

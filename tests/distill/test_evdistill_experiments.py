@@ -1,0 +1,42 @@
+"""The experiment script's table: mean ± sample std over seeds, in %, one row per variant that ran."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+
+from testing_utils import HUB_CONFIGS
+
+SCRIPT = HUB_CONFIGS.parent / "scripts" / "evdistill_experiments.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("evdistill_experiments", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_markdown_table_aggregates_seeds():
+    module = _module()
+    args = argparse.Namespace(seeds=[0, 1], steps=5, teacher_steps=7, recognition_steps=9,
+                              recognition_teacher_steps=11, size="48x96", quick=False)  # fmt: skip
+    log = [
+        {"name": "teacher_ddd17", "eval_source": {"mean_iou": 0.5}, "eval_aps": {"mean_iou": 0.25}},
+        {"name": "a", "variant": "PI+AG+DA+MD", "wall_s": 10.0, "eval": {"mean_iou": 0.2, "pixel_accuracy": 0.6}},
+        {"name": "b", "variant": "PI+AG+DA+MD", "wall_s": 20.0, "eval": {"mean_iou": 0.3, "pixel_accuracy": 0.8}},
+        {"name": "c", "variant": "recognition", "wall_s": 1.0,
+         "eval": {"accuracy": 0.5, "per_class_accuracy": [1.0, 0.0, 0.5, 0.5]}},
+    ]  # fmt: skip
+    table = module.markdown(log, args)
+    assert (
+        "| PI + AG + DA + MD = **full EvDistill** (paper: + ML, S_aps) | 25.00 ± 7.07 | 70.00 ± 14.14 | 15 |" in table
+    )
+    assert "pseudo labels" not in table  # variants that did not run get no row
+    assert "mIoU 50.00 on held-out source images, 25.00 on the APS frames" in table
+    assert "| EvDistill S_ev (no event labels) | 50.00 |" in table and "| chance | 25.00 |" in table
+    assert set(module.SEGMENTATION_VARIANTS) == {
+        "pseudo_labels", "events_aps_kd", "PI", "PI+AG", "PI+AG+DA", "PI+AG+DA+MD", "w/o BMR"
+    }  # fmt: skip
