@@ -6,6 +6,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 cd "$REPO_ROOT"
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+# One compute thread: the second core runs the data-loading worker (dataloader_num_workers: 1 in the recipes).
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 export TOKENIZERS_PARALLELISM=false
 python scripts/quickstart.py "$@"

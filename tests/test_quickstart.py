@@ -33,8 +33,9 @@ def test_quickstart_arguments_are_validated():
 @pytest.mark.slow
 def test_quickstart_trains_distils_evaluates_and_writes_a_hub_folder(tmp_path, tiny_nuscenes_root):
     from safetensors.torch import load_file
+    from transformers import AutoModelForObjectDetection
 
-    from hf_crossdistill.models.bev_detector import BEVDetectorForObjectDetection
+    import hf_crossdistill  # noqa: F401 - registers the BEV detector with the Auto classes
 
     quickstart = load_quickstart()
     out = tmp_path / "quickstart"
@@ -61,6 +62,7 @@ def test_quickstart_trains_distils_evaluates_and_writes_a_hub_folder(tmp_path, t
     hub = out / "hub_student"
     card = (hub / "README.md").read_text()
     assert "model-index" in card and "unidistill" in card.lower()
-    student = BEVDetectorForObjectDetection.from_pretrained(hub)
+    student = AutoModelForObjectDetection.from_pretrained(hub)
+    assert callable(student.post_process)
     assert student.config.modalities == ["camera"]
     assert set(load_file(str(hub / "model.safetensors"))) == set(student.state_dict())

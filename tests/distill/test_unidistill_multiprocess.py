@@ -116,6 +116,12 @@ def test_two_cpu_processes_match_one_process_over_the_same_global_batch(tmp_path
     keys = set(load_file(str(two / "model.safetensors")))
     assert keys == set(BEVDetectorForObjectDetection(tiny_config("camera")).state_dict())
 
+    # The official nuScenes evaluation saw every mini_val key frame exactly once, whichever rank decoded it.
+    for summary in (summary_two, summary_one):
+        assert summary["eval"]["eval_nuscenes_samples"] == 4
+        assert 0.0 <= summary["eval"]["eval_mAP"] <= 1.0 and 0.0 <= summary["eval"]["eval_NDS"] <= 1.0
+    assert json.loads((two / "eval_results.json").read_text())["eval_mAP"] == summary_two["eval"]["eval_mAP"]
+
     # Before any update (eval_on_start), the distillation terms over the same global batches agree.
     def first_eval(summary):
         return next(e for e in summary["log_history"] if "eval_loss" in e and e["step"] == 0)
