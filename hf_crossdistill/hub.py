@@ -191,6 +191,33 @@ def _architecture_lines(config, model) -> list[str]:
     return lines
 
 
+def _usage_lines(config, load_from: str) -> list[str]:
+    """Python lines loading the checkpoint with the class that has its head (`config.architectures[0]`).
+
+    `AutoModel` would build the headless base model for task models such as `BEVDetectorForObjectDetection` and
+    drop the head weights, so the card names the saved architecture itself.
+    """
+    import transformers
+
+    import hf_crossdistill
+
+    architecture = (getattr(config, "architectures", None) or [None])[0]
+    if architecture and architecture in hf_crossdistill.__all__:
+        imports = [f"from hf_crossdistill import {architecture}"]
+    elif architecture and hasattr(transformers, architecture):
+        imports = [
+            "import hf_crossdistill  # registers the model classes with the Auto classes",
+            f"from transformers import {architecture}",
+        ]
+    else:
+        architecture = "AutoModel"
+        imports = [
+            "import hf_crossdistill  # registers the model classes with the Auto classes",
+            "from transformers import AutoModel",
+        ]
+    return [*imports, "", f'model = {architecture}.from_pretrained("{load_from}").eval()']
+
+
 def make_model_card(
     model_or_config: Any,
     *,
@@ -307,10 +334,7 @@ def make_model_card(
         "## Usage",
         "",
         "```python",
-        "import hf_crossdistill  # registers the model classes with the Auto classes",
-        "from transformers import AutoModel",
-        "",
-        f'model = AutoModel.from_pretrained("{load_from}").eval()',
+        *_usage_lines(config, load_from),
         "```",
         "",
     ]

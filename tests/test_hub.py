@@ -54,7 +54,7 @@ def test_model_card_has_model_index_and_sections(tmp_path):
     text = card.text
     assert f"{sum(p.numel() for p in model.parameters()):,}" in text
     assert PAPERS["evdistill"]["code"] in text and "me/teacher" in text
-    assert "ag: 10.0" in text and 'AutoModel.from_pretrained("me/student")' in text
+    assert "ag: 10.0" in text and '.from_pretrained("me/student")' in text
     assert "| mIoU | 0.5800 |" in text
     # The card parses back through huggingface_hub into the same EvalResults.
     from huggingface_hub import ModelCard
@@ -230,3 +230,25 @@ def test_push_and_load_back_through_a_loopback_hub(tmp_path):
         assert first != second and hub.files("tester/tiny-resnet")["README.md"].endswith(b"more text\n")
         lfs_puts = [path for method, path in hub.requests if method == "PUT"]
         assert len(lfs_puts) == len(set(lfs_puts)) == 2
+
+
+def _usage_snippet(card_text: str) -> str:
+    return card_text.split("## Usage")[1].split("```python\n")[1].split("```")[0]
+
+
+def test_usage_snippet_loads_the_detector_with_its_head(tmp_path):
+    """A BEV detector card must not suggest AutoModel: that builds the headless base model and drops the head."""
+    from hf_crossdistill.models.bev_detector import BEVDetectorConfig, BEVDetectorForObjectDetection
+
+    torch.manual_seed(0)
+    model = BEVDetectorForObjectDetection(tiny_config(BEVDetectorConfig, "bev_lidar_pillar_nuscenes_tiny")).eval()
+    folder = tmp_path / "detector"
+    save_for_hub(model, folder, card_kwargs={"model_name": "detector", "method": "unidistill"})
+    snippet = _usage_snippet((folder / "README.md").read_text())
+    assert "BEVDetectorForObjectDetection.from_pretrained" in snippet and "AutoModel" not in snippet
+    namespace: dict = {}
+    exec(snippet.replace("<this folder or repo>", str(folder)), namespace)  # the card's own code runs
+    loaded = namespace["model"]
+    assert type(loaded) is BEVDetectorForObjectDetection and hasattr(loaded, "post_process")
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], tensor, msg=lambda m, n=name: f"{n}: {m}")

@@ -232,16 +232,6 @@ class NuScenesEvaluation:
             raise ValueError(f"NuScenesEvaluation.score_threshold must be in [0, 1), got {self.score_threshold}")
 
 
-def _metrics_without_detections() -> dict[str, float]:
-    """The official metrics of an empty submission: AP 0 for every class, every true-positive error at its cap of 1
-    (the devkit's value for a class without true positives), hence NDS 0."""
-    from ..data.nuscenes import NUSCENES_CLASSES
-
-    metrics = {"mAP": 0.0, "NDS": 0.0, "mATE": 1.0, "mASE": 1.0, "mAOE": 1.0, "mAVE": 1.0, "mAAE": 1.0}
-    metrics.update({f"AP_{name}": 0.0 for name in NUSCENES_CLASSES})
-    return metrics
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Trainer
 # ----------------------------------------------------------------------------------------------------------------
@@ -489,18 +479,14 @@ class UniDistillTrainer(Trainer):
                 self._nusc = load_nuscenes(settings.dataroot, settings.version)
             out_dir = Path(self.args.output_dir, "nuscenes_eval", f"step-{self.state.global_step}")
             out_dir.mkdir(parents=True, exist_ok=True)
-            if sum(len(p["scores"]) for p in predictions.values()) == 0:
-                # The devkit cannot load a submission without a single box; its scores for one are known.
-                metrics = _metrics_without_detections()
-            else:
-                metrics = evaluate_nuscenes(
-                    predictions,
-                    settings.dataroot,
-                    settings.version,
-                    settings.eval_set,
-                    output_dir=out_dir,
-                    nusc=self._nusc,
-                )
+            metrics = evaluate_nuscenes(
+                predictions,
+                settings.dataroot,
+                settings.version,
+                settings.eval_set,
+                output_dir=out_dir,
+                nusc=self._nusc,
+            )
             metrics["nuscenes_samples"] = float(len(predictions))
             (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         if self.accelerator.num_processes > 1:

@@ -187,6 +187,15 @@ def build_submission(
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def metrics_without_detections() -> dict[str, float]:
+    """The official metrics of a submission without a single box: AP 0 for every class and every true-positive
+    error at its cap of 1 (the devkit's value for a class without true positives), hence NDS 0."""
+    metrics = {"mAP": 0.0, "NDS": 0.0}
+    metrics.update(dict.fromkeys(METRIC_NAMES.values(), 1.0))
+    metrics.update({f"AP_{name}": 0.0 for name in NUSCENES_CLASSES})
+    return metrics
+
+
 def evaluate_nuscenes(
     predictions: Mapping[str, Any],
     dataroot: str | os.PathLike,
@@ -225,6 +234,13 @@ def evaluate_nuscenes(
     elif nusc.version != version:
         raise ValueError(f"nusc holds version {nusc.version!r} but version={version!r} was requested")
     submission = build_submission(predictions, nusc, eval_set, speed_threshold=speed_threshold, meta=meta)
+    if not any(submission["results"].values()):
+        # The devkit cannot load a submission without a single box; the official scores of one are known.
+        if output_dir is not None:
+            os.makedirs(output_dir, exist_ok=True)
+            with open(os.path.join(output_dir, "submission.json"), "w") as f:
+                json.dump(submission, f)
+        return metrics_without_detections()
 
     with tempfile.TemporaryDirectory() as scratch:
         out = os.fspath(output_dir) if output_dir is not None else scratch

@@ -184,6 +184,18 @@ def test_missing_samples_count_as_empty_and_unknown_tokens_fail(synthetic_root, 
         evaluate_nuscenes(bad, synthetic_root, VERSION, EVAL_SET, nusc=nusc)
 
 
+def test_a_submission_without_boxes_scores_zero_instead_of_crashing_the_devkit(synthetic_root, tmp_path):
+    empty = {"boxes": np.zeros((0, 9)), "scores": np.zeros(0), "labels": np.zeros(0, dtype=np.int64)}
+    metrics = evaluate_nuscenes({}, synthetic_root, VERSION, EVAL_SET, output_dir=tmp_path)
+    assert metrics["mAP"] == 0.0 and metrics["NDS"] == 0.0 and metrics["mATE"] == 1.0
+    assert all(metrics[f"AP_{name}"] == 0.0 for name in NUSCENES_CLASSES)
+    submission = json.loads((tmp_path / "submission.json").read_text())
+    assert submission["results"] and all(boxes == [] for boxes in submission["results"].values())
+    nusc = load_nuscenes(synthetic_root, VERSION)
+    token = next(iter(submission["results"]))
+    assert evaluate_nuscenes({token: empty}, synthetic_root, VERSION, EVAL_SET, nusc=nusc) == metrics
+
+
 def test_submission_keeps_the_top_scoring_boxes_when_over_the_limit(synthetic_root, gt_predictions):
     nusc = load_nuscenes(synthetic_root, VERSION)
     token = sorted(gt_predictions)[0]
