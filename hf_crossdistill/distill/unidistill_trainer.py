@@ -22,7 +22,6 @@ from __future__ import annotations
 import inspect
 import json
 import os
-from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from transformers.modeling_outputs import ModelOutput
 
 from ..losses.unidistill import feature_distillation_loss, relation_distillation_loss, response_distillation_loss
 from ..models.adaptive import BEVAdaptiveLayers, check_same_grid
+from ._term_logging import TermLoggingMixin
 from .unidistill_config import UniDistillConfig
 
 __all__ = [
@@ -237,7 +237,7 @@ class NuScenesEvaluation:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class UniDistillTrainer(Trainer):
+class UniDistillTrainer(TermLoggingMixin, Trainer):
     """`Trainer` for UniDistill (paper eq. 8) and for supervised training of BEV detectors (no teacher).
 
     Args:
@@ -307,10 +307,7 @@ class UniDistillTrainer(Trainer):
             teacher.eval()
             self.teacher = self.accelerator.prepare_model(teacher, evaluation_mode=True)
             self.teacher.eval()
-        self._logged_terms: dict[str, dict[str, list[torch.Tensor]]] = {
-            "train": defaultdict(list),
-            "eval": defaultdict(list),
-        }
+        self._init_term_logging()
         self.nuscenes_evaluation = nuscenes_evaluation
         self._eval_predictions: dict[str, dict[str, torch.Tensor]] = {}
         self._nusc = None  # the devkit's tables, loaded once on the main process
@@ -387,31 +384,8 @@ class UniDistillTrainer(Trainer):
                 terms["loss_response"] = value.detach()
                 loss = loss + args.lambda_response * value
 
-        bucket = self._logged_terms["train" if model.training else "eval"]
-        for name, value in terms.items():
-            bucket[name].append(value)
+        self._record_terms(terms, training=model.training)
         return (loss, outputs) if return_outputs else loss
-
-    # ------------------------------------------------------------------------------------------------ logging
-
-    def _reduce_terms(self, split: str) -> dict[str, float]:
-        """Mean of each accumulated term over the steps since the last log, then over ranks (a collective)."""
-        bucket = self._logged_terms[split]
-        if not bucket:
-            return {}
-        names = sorted(bucket)
-        # One (T,) tensor for all terms: a single collective, in the same order on every rank.
-        stacked = torch.stack([torch.stack(bucket[name]).float().mean() for name in names])
-        stacked = self.accelerator.reduce(stacked.to(self.args.device), reduction="mean")
-        bucket.clear()
-        return {name: round(float(value), 6) for name, value in zip(names, stacked.tolist())}
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs:
-            logs.update(self._reduce_terms("train"))
-        elif "eval_loss" in logs:
-            logs.update({f"eval_{name}": value for name, value in self._reduce_terms("eval").items()})
-        super().log(logs, start_time)
 
     # ------------------------------------------------------------------------------------------------ evaluation
 
