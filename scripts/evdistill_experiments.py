@@ -20,6 +20,11 @@ What runs (every run is `run_evdistill` on a recipe of hub_configs/recipes/ with
    - `PI+AG+DA+MD`     + S_aps with eq. 4 and mutual distillation (paper "ML", eq. 8) = full EvDistill
    - `w/o BMR`         full EvDistill without the generators / discriminators (`use_bmr=False`)
 4. per seed, recognition: EvDistill S_ev (events only, no S_aps) → top-1 on the N-Caltech-like test split.
+5. per seed, MVSEC-like segmentation (MVSEC ``*_data.hdf5`` files at 346 x 260, scored on the generator's sidecar
+   labels): full EvDistill (`evdistill_mvsec_tiny`) vs the pseudo-label baseline, with the DDD17-like teacher.
+
+`--only` picks what runs: segmentation variant names, or the groups `segmentation`, `recognition`, `mvsec`
+(e.g. ``--only recognition mvsec``). Finished runs (same steps) are reused unless `--rerun`.
 
 Results: `<out>/results.json` (every run's metrics) and `<out>/results.md` (mean ± std over seeds).
 """
@@ -48,6 +53,7 @@ DATA = {
         "render_fps": 500.0, "amplitude_px": 3.0,
     },
     "recognition_source": {"num_classes": 5, "samples_per_class": 60, "image_size": (60, 80)},
+    "mvsec": {"num_recordings": 4, "duration_s": 2.4, "sensor_size": (260, 346), "render_fps": 100.0},
 }  # fmt: skip
 QUICK_DATA = {
     "ddd17": {"num_recordings": 2, "duration_s": 0.4, "sensor_size": (104, 138), "render_fps": 100.0},
@@ -57,6 +63,7 @@ QUICK_DATA = {
         "render_fps": 500.0, "amplitude_px": 3.0,
     },
     "recognition_source": {"num_classes": 3, "samples_per_class": 4, "image_size": (60, 80)},
+    "mvsec": {"num_recordings": 2, "duration_s": 0.24, "sensor_size": (260, 346), "render_fps": 100.0},
 }  # fmt: skip
 
 # Segmentation variants: recipe + overrides. The ablation rows are overrides of the full recipe.
@@ -71,6 +78,17 @@ SEGMENTATION_VARIANTS = {
     "w/o BMR": ("evdistill_ddd17_tiny", {"use_bmr": False}),
 }
 FULL = "PI+AG+DA+MD"
+MVSEC_VARIANTS = {
+    "mvsec_pseudo_labels": "evdistill_mvsec_pseudo_labels_tiny",
+    "mvsec_evdistill": "evdistill_mvsec_tiny",
+}
+GROUPS = ("segmentation", "recognition", "mvsec")
+# The recognition recipe before the study in docs/RESULTS.md (every translation term from step 0, eq. 3 training
+# G_T→S, cycle 10, 8-channel 2-layer PatchGAN and generators), at the same step count.
+PREVIOUS_RECOGNITION = {
+    "bmr_warmup_steps": 0, "dsc_trains_generator": True, "lambda_bmr_cycle": 10.0, "generator_base_channels": 8,
+    "discriminator_base_channels": 8, "discriminator_layers": 2,
+}  # fmt: skip
 REUSE_FINISHED_RUNS = True  # set by --rerun
 
 
@@ -78,11 +96,12 @@ def _recipe(name: str) -> dict:
     return yaml.safe_load((RECIPES / f"{name}.yaml").read_text())
 
 
-def make_data(root: Path, quick: bool, seed: int) -> dict[str, Path]:
+def make_data(root: Path, quick: bool, seed: int, kinds: tuple[str, ...] | None = None) -> dict[str, Path]:
     from hf_crossdistill.data.synthetic.event_worlds import (
         make_recognition_source_images,
         make_source_images,
         make_synthetic_ddd17,
+        make_synthetic_mvsec,
         make_synthetic_ncaltech,
     )
 
@@ -91,13 +110,16 @@ def make_data(root: Path, quick: bool, seed: int) -> dict[str, Path]:
         "source_images": make_source_images,
         "ncaltech": make_synthetic_ncaltech,
         "recognition_source": make_recognition_source_images,
+        "mvsec": make_synthetic_mvsec,
     }
     sizes = QUICK_DATA if quick else DATA
     paths = {}
     # The source sets get another seed than the event sets they are unpaired with.
-    offsets = {"ddd17": 0, "source_images": 1, "ncaltech": 0, "recognition_source": 1}
+    offsets = {"ddd17": 0, "source_images": 1, "ncaltech": 0, "recognition_source": 1, "mvsec": 0}
     for kind, maker in makers.items():
         paths[kind] = root / kind
+        if kinds is not None and kind not in kinds:
+            continue
         if not paths[kind].is_dir():
             start = time.perf_counter()
             maker(paths[kind], seed=seed + offsets[kind], **sizes[kind])
@@ -160,9 +182,24 @@ def _run(name: str, recipe: dict, overrides: dict, log: list[dict]) -> dict:
     return metrics
 
 
+def _wanted(args: argparse.Namespace, group: str, variant: str | None = None) -> bool:
+    """`--only` selects groups (`segmentation`, `recognition`, `mvsec`) or single segmentation variants."""
+    if not args.only:
+        return True
+    return group in args.only or (variant is not None and variant in args.only)
+
+
 def run_all(args: argparse.Namespace) -> list[dict]:
     out = Path(args.out)
-    data = make_data(out / "data", args.quick, args.data_seed)
+    kinds = {"source_images"}
+    if any(_wanted(args, "segmentation", v) for v in SEGMENTATION_VARIANTS):
+        kinds.add("ddd17")
+    if _wanted(args, "recognition"):
+        kinds |= {"ncaltech", "recognition_source"}
+    if _wanted(args, "mvsec"):
+        kinds.add("mvsec")
+    kinds.add("ddd17")  # the segmentation teacher's run scores T on its APS frames
+    data = make_data(out / "data", args.quick, args.data_seed, tuple(kinds))
     size = _size(args)
     log: list[dict] = []
     seg_root = {"event_root": str(data["ddd17"]), "source_root": str(data["source_images"])}
@@ -178,15 +215,19 @@ def run_all(args: argparse.Namespace) -> list[dict]:
                            "output_size": size}},
         log,
     )  # fmt: skip
-    _run(
-        "teacher_ncaltech",
-        _recipe("evdistill_teacher_ncaltech_tiny"),
-        {**_common(args, t_rec, teacher_seed, args.recognition_teacher_steps), **rec_root},
-        log,
-    )
+    if _wanted(args, "recognition"):
+        _run(
+            "teacher_ncaltech",
+            _recipe("evdistill_teacher_ncaltech_tiny"),
+            {**_common(args, t_rec, teacher_seed, args.recognition_teacher_steps), **rec_root},
+            log,
+        )
+    mvsec_root = {"event_root": str(data["mvsec"]), "source_root": str(data["source_images"])}
+    if _wanted(args, "mvsec"):
+        log.append(teacher_on_mvsec_aps(t_seg, data["mvsec"]))
     for seed in args.seeds:
         for variant, (recipe_name, overrides) in SEGMENTATION_VARIANTS.items():
-            if args.only and variant not in args.only:
+            if not _wanted(args, "segmentation", variant):
                 continue
             run_dir = out / f"seg_{variant.replace('/', '_').replace('+', '_').replace(' ', '')}_seed{seed}"
             _run(
@@ -197,16 +238,101 @@ def run_all(args: argparse.Namespace) -> list[dict]:
                 log,
             )  # fmt: skip
             log[-1]["variant"] = variant
-        _run(
-            f"recognition seed {seed}",
-            _recipe("evdistill_ncaltech_tiny"),
-            {**_common(args, out / f"rec_evdistill_seed{seed}", seed, args.recognition_steps), **rec_root,
-             "teacher_model_name_or_path": str(t_rec)},
-            log,
-        )  # fmt: skip
-        log[-1]["variant"] = "recognition"
+        if _wanted(args, "recognition"):
+            _run(
+                f"recognition seed {seed}",
+                _recipe("evdistill_ncaltech_tiny"),
+                {**_common(args, out / f"rec_evdistill_seed{seed}", seed, args.recognition_steps), **rec_root,
+                 "teacher_model_name_or_path": str(t_rec)},
+                log,
+            )  # fmt: skip
+            log[-1]["variant"] = "recognition"
+            _run(
+                f"recognition previous recipe seed {seed}",
+                _recipe("evdistill_ncaltech_tiny"),
+                {**_common(args, out / f"rec_previous_recipe_seed{seed}", seed, args.recognition_steps),
+                 **rec_root, **PREVIOUS_RECOGNITION, "teacher_model_name_or_path": str(t_rec)},
+                log,
+            )  # fmt: skip
+            log[-1]["variant"] = "recognition_previous_recipe"
+            supervised_event_reference(
+                data["ncaltech"], out / f"rec_supervised_reference_seed{seed}", seed, args.recognition_steps, log
+            )
+        for variant, recipe_name in MVSEC_VARIANTS.items():
+            if not _wanted(args, "mvsec"):
+                break
+            _run(
+                f"{variant} seed {seed}",
+                _recipe(recipe_name),
+                {**_common(args, out / f"{variant}_seed{seed}", seed, args.steps), **mvsec_root,
+                 "teacher_model_name_or_path": str(t_seg)},
+                log,
+            )  # fmt: skip
+            log[-1]["variant"] = variant
         (out / "results.json").write_text(json.dumps(log, indent=2))
     return log
+
+
+def teacher_on_mvsec_aps(teacher_dir: Path, mvsec_root: Path) -> dict:
+    """T scored on the APS frames (``image_raw``) of the MVSEC-like test drive: the quality of the pseudo labels."""
+    from hf_crossdistill.data.events import event_segmentation_dataset
+    from hf_crossdistill.distill.evdistill_runner import evaluate_event_model
+    from hf_crossdistill.distill.evdistill_trainer import load_teacher
+
+    kwargs = {k: v for k, v in _recipe("evdistill_mvsec_tiny")["event_dataset"].items() if k != "split"}
+    test = event_segmentation_dataset(mvsec_root, split="test", with_images=True, **kwargs)
+    score = evaluate_event_model(load_teacher(teacher_dir), test, task="segmentation", input_key="image")
+    print(f"[run] teacher on MVSEC APS frames: mean_iou={score['mean_iou']}", flush=True)
+    return {"name": "mvsec_aps_teacher_score", "eval_aps_mvsec": score}
+
+
+def supervised_event_reference(data_root: Path, out_dir: Path, seed: int, steps: int, log: list[dict]) -> dict:
+    """NOT a method: S_ev (the recognition recipe's network and input) trained WITH the event labels, the same
+    batch size, learning rate and schedule: how far event labels take this network in the same budget."""
+    import numpy as np
+    import torch
+
+    from hf_crossdistill.data.events import event_recognition_dataset
+    from hf_crossdistill.distill.evdistill_runner import (
+        METRICS_FILE,
+        _build_model,
+        _recognition_classes,
+        evaluate_event_model,
+        resolve_model_config,
+    )
+
+    recipe = _recipe("evdistill_ncaltech_tiny")
+    path = out_dir / METRICS_FILE
+    metrics = json.loads(path.read_text()) if path.is_file() and REUSE_FINISHED_RUNS else None
+    if metrics is None or metrics.get("max_steps") != steps:
+        start = time.perf_counter()
+        kwargs = {k: v for k, v in recipe["event_dataset"].items() if k != "split"}
+        train = list(event_recognition_dataset(data_root, split="train", **kwargs))
+        x = torch.from_numpy(np.stack([e["events"] for e in train]))  # (N, C, H, W)
+        y = torch.tensor([e["label"] for e in train])
+        config = resolve_model_config(recipe["student_config"], class_names=_recognition_classes(data_root))
+        model = _build_model(config, None, seed).train()
+        lr, batch = float(recipe["learning_rate"]), int(recipe["per_device_train_batch_size"])
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0 - s / steps)  # linear, as Trainer
+        generator = torch.Generator().manual_seed(seed)
+        for _ in range(steps):
+            idx = torch.randint(0, len(x), (batch,), generator=generator)
+            loss = model(pixel_values=x[idx], labels=y[idx]).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+        test = event_recognition_dataset(data_root, split="test", **kwargs)
+        metrics = {"name": f"supervised event reference seed {seed}", "max_steps": steps, "seed": seed,
+                   "eval": evaluate_event_model(model, test, task="recognition", batch_size=16),
+                   "wall_s": round(time.perf_counter() - start, 1)}  # fmt: skip
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(metrics, indent=2))
+    metrics["variant"] = "recognition_supervised_reference"
+    print(f"[run] {metrics['name']}: accuracy={metrics['eval']['accuracy']}", flush=True)
+    log.append(metrics)
+    return metrics
 
 
 def _mean_std(values: list[float]) -> str:
@@ -230,11 +356,10 @@ def markdown(log: list[dict], args: argparse.Namespace) -> str:
         f"inputs {args.size}; recognition: {args.recognition_steps} steps per student, "
         f"{args.recognition_teacher_steps} for T, inputs 64x80; data {'QUICK' if args.quick else 'default'} sizes "
         "(scripts/evdistill_experiments.py).",
-        "",
-        "| S_ev trained with | mIoU (%) | pixel acc. (%) | s / run |",
-        "|---|---|---|---|",
     ]
     order = ["pseudo_labels", "events_aps_kd", "PI", "PI+AG", "PI+AG+DA", FULL, "w/o BMR"]
+    if any(by_variant.get(v) for v in order):
+        lines += ["", "| S_ev trained with | mIoU (%) | pixel acc. (%) | s / run |", "|---|---|---|---|"]
     labels = {
         "pseudo_labels": "pseudo labels argmax T(x_aps) (baseline)",
         "events_aps_kd": "KD with only events and APS frames (baseline)",
@@ -269,10 +394,46 @@ def markdown(log: list[dict], args: argparse.Namespace) -> str:
             "|---|---|",
             f"| EvDistill S_ev (no event labels) | {_mean_std([r['eval']['accuracy'] for r in rec])} |",
         ]
+        previous = by_variant.get("recognition_previous_recipe", [])
+        if previous:
+            lines.append(
+                "| EvDistill S_ev, previous recipe (no warm-up, eq. 3 trains G_T→S, cycle 10, small PatchGAN) | "
+                f"{_mean_std([r['eval']['accuracy'] for r in previous])} |"
+            )
+        ref = by_variant.get("recognition_supervised_reference", [])
+        if ref:
+            lines.append(
+                "| reference, not a method: S_ev supervised WITH the event labels, same network and budget | "
+                f"{_mean_std([r['eval']['accuracy'] for r in ref])} |"
+            )
         if tr is not None and "eval_source" in tr:
             lines.append(f"| teacher T on held-out source images | {_mean_std([tr['eval_source']['accuracy']])} |")
         num_classes = len(rec[0]["eval"]["per_class_accuracy"])
         lines.append(f"| chance | {100.0 / num_classes:.2f} |")
+    mvsec = {v: by_variant.get(v, []) for v in MVSEC_VARIANTS}
+    if any(mvsec.values()):
+        lines += [
+            "",
+            "| MVSEC-like segmentation, S_ev on events (sidecar labels) | mIoU (%) | pixel acc. (%) | s / run |",
+            "|---|---|---|---|",
+        ]
+        names = {
+            "mvsec_pseudo_labels": "pseudo labels argmax T(x_aps) (baseline)",
+            "mvsec_evdistill": "full EvDistill",
+        }
+        t_mvsec = next((e for e in log if "eval_aps_mvsec" in e), None)
+        if t_mvsec is not None:
+            score = t_mvsec["eval_aps_mvsec"]
+            lines.append(
+                f"| teacher T on the APS frames (pseudo-label quality) | {_mean_std([score['mean_iou']])} | "
+                f"{_mean_std([score['pixel_accuracy']])} | |"
+            )
+        for variant, runs in mvsec.items():
+            if runs:
+                miou = _mean_std([r["eval"]["mean_iou"] for r in runs])
+                acc = _mean_std([r["eval"]["pixel_accuracy"] for r in runs])
+                wall = statistics.mean(r["wall_s"] for r in runs)
+                lines.append(f"| {names[variant]} | {miou} | {acc} | {wall:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -282,11 +443,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=120, help="training steps per student run")
     parser.add_argument("--teacher-steps", type=int, default=600, help="training steps per teacher")
-    parser.add_argument("--recognition-steps", type=int, default=300, help="steps per recognition student")
+    parser.add_argument("--recognition-steps", type=int, default=450, help="steps per recognition student")
     parser.add_argument("--recognition-teacher-steps", type=int, default=1000, help="steps of T_rec")
     parser.add_argument("--size", default="48x96", help="HxW network input size for segmentation")
     parser.add_argument("--data-seed", type=int, default=0)
-    parser.add_argument("--only", nargs="*", help="segmentation variants to run (default: all)")
+    parser.add_argument(
+        "--only", nargs="*", help=f"groups {list(GROUPS)} or segmentation variants to run (default: everything)"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny data and 3 steps: a smoke run of the pipeline")
     parser.add_argument("--rerun", action="store_true", help="retrain runs already finished with the same steps")
     args = parser.parse_args(argv)
@@ -296,9 +459,11 @@ def main(argv: list[str] | None = None) -> int:
         args.steps, args.teacher_steps, args.seeds = 3, 3, args.seeds[:1]
         args.recognition_steps = args.recognition_teacher_steps = 3
     if args.only:
-        unknown = set(args.only) - set(SEGMENTATION_VARIANTS)
+        unknown = set(args.only) - set(SEGMENTATION_VARIANTS) - set(GROUPS)
         if unknown:
-            parser.error(f"--only: unknown variants {sorted(unknown)}; choose from {list(SEGMENTATION_VARIANTS)}")
+            parser.error(
+                f"--only: unknown {sorted(unknown)}; choose from {list(GROUPS)} or {list(SEGMENTATION_VARIANTS)}"
+            )
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     start = time.perf_counter()
     log = run_all(args)

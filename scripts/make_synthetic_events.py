@@ -3,6 +3,7 @@
 
     python scripts/make_synthetic_events.py ddd17 data/synthetic_ddd17 --num-recordings 4 --duration-s 4
     python scripts/make_synthetic_events.py dsec data/synthetic_dsec
+    python scripts/make_synthetic_events.py mvsec data/synthetic_mvsec   # + synthetic_labels/ (not in MVSEC)
     python scripts/make_synthetic_events.py source-images data/synthetic_source --num-images 200
     python scripts/make_synthetic_events.py ncaltech data/synthetic_ncaltech --num-classes 10
     python scripts/make_synthetic_events.py recognition-source data/synthetic_ncaltech_source
@@ -23,6 +24,7 @@ from hf_crossdistill.data.synthetic.event_worlds import (
     make_source_images,
     make_synthetic_ddd17,
     make_synthetic_dsec,
+    make_synthetic_mvsec,
     make_synthetic_ncaltech,
 )
 
@@ -30,6 +32,7 @@ from hf_crossdistill.data.synthetic.event_worlds import (
 TINY = {
     "ddd17": {"num_recordings": 2, "duration_s": 0.4, "sensor_size": (104, 138), "render_fps": 100.0},
     "dsec": {"num_recordings": 2, "duration_s": 0.3, "sensor_size": (96, 128), "render_fps": 100.0},
+    "mvsec": {"num_recordings": 2, "duration_s": 0.24, "sensor_size": (260, 346), "render_fps": 100.0},
     "source-images": {"num_images": 8, "image_size": (64, 128)},
     "ncaltech": {"num_classes": 3, "samples_per_class": 4, "sensor_size": (60, 80), "saccade_ms": 30.0,
                  "render_fps": 500.0, "amplitude_px": 3.0},
@@ -38,6 +41,7 @@ TINY = {
 MAKERS = {
     "ddd17": make_synthetic_ddd17,
     "dsec": make_synthetic_dsec,
+    "mvsec": make_synthetic_mvsec,
     "source-images": make_source_images,
     "ncaltech": make_synthetic_ncaltech,
     "recognition-source": make_recognition_source_images,
@@ -59,10 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tiny", action="store_true", help="smoke-test sizes (seconds)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR")
-    g = parser.add_argument_group("driving (ddd17, dsec)")
+    g = parser.add_argument_group("driving (ddd17, dsec, mvsec)")
     g.add_argument("--num-recordings", type=int)
     g.add_argument("--duration-s", type=float)
-    g.add_argument("--sensor-size", type=_size, help="HxW (ddd17 default 260x346, dsec 480x640, ncaltech 180x240)")
+    g.add_argument(
+        "--sensor-size", type=_size, help="HxW (ddd17/mvsec default 260x346, dsec 480x640, ncaltech 180x240)"
+    )
     g.add_argument("--render-fps", type=float, help="rate of the frames the simulator interpolates between")
     g.add_argument("--contrast-threshold", type=float)
     g.add_argument("--noise-rate-hz", type=float, help="background activity per pixel")
@@ -78,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 _OPTIONS = {
     "ddd17": ("num_recordings", "duration_s", "sensor_size", "render_fps", "contrast_threshold", "noise_rate_hz"),
     "dsec": ("num_recordings", "duration_s", "sensor_size", "render_fps", "contrast_threshold", "noise_rate_hz"),
+    "mvsec": ("num_recordings", "duration_s", "sensor_size", "render_fps", "contrast_threshold", "noise_rate_hz"),
     "source-images": ("num_images", "image_size"),
     "ncaltech": ("num_classes", "samples_per_class", "sensor_size", "render_fps", "contrast_threshold",
                  "noise_rate_hz"),

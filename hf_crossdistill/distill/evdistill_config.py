@@ -67,6 +67,29 @@ class EvDistillConfig(TrainingArguments):
     lambda_da: float = _weight(1.0, "λ1: eq. 4, 5 and 6 (distribution adaptation).")
     lambda_ag: float = _weight(1.0, "λ2: eq. 7 (affinity graph).")
     lambda_md: float = _weight(1.0, "λ3: eq. 8 (mutual distillation between S_ev and S_aps).")
+    bmr_warmup_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Optimiser steps at the start that train only the translation (eq. 1, 2, cycle): the student "
+            "terms wait until G_S→T / G_T→S produce usable outputs. 0: every term from step 0."
+        },
+    )
+    detach_translated_source: bool = field(
+        default=False,
+        metadata={
+            "help": "Stop the gradient of S_ev's CE on G_S→T(x_s) at the generator: G_S→T then learns from eq. 2 and "
+            "the cycle only, instead of also drawing whatever makes the student's CE small."
+        },
+    )
+    dsc_trains_generator: bool = field(
+        default=True,
+        metadata={
+            "help": "Let eq. 3 train G_T→S through the frozen teacher (Fig. 3). False: G_T→S learns from eq. 1, 2 "
+            "and the cycle only and T(G_T→S(e)) is a fixed target for S_ev, which removes the shortcut where G_T→S "
+            "and S_ev agree on one class for every input (seen on events-only recognition, where no eq. 1 anchors "
+            "G_T→S)."
+        },
+    )
     temperature: float = field(default=1.0, metadata={"help": "τ of every KL term (each scaled by τ²)."})
     ag_kernel_size: int = field(default=3, metadata={"help": "Neighbourhood k of the affinity graph (σ = k²)."})
     gan_mode: str = field(default="bce", metadata={"help": "'bce' (eq. 2, non-saturating) or 'lsgan'."})
@@ -103,6 +126,8 @@ class EvDistillConfig(TrainingArguments):
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"EvDistillConfig.{name} must be a finite number >= 0, got {value!r}")
             setattr(self, name, float(value))
+        if not isinstance(self.bmr_warmup_steps, int) or self.bmr_warmup_steps < 0:
+            raise ValueError(f"EvDistillConfig.bmr_warmup_steps must be an int >= 0, got {self.bmr_warmup_steps!r}")
         if not self.temperature > 0:
             raise ValueError(f"EvDistillConfig.temperature must be > 0, got {self.temperature}")
         if self.ag_kernel_size < 1 or self.ag_kernel_size % 2 == 0:

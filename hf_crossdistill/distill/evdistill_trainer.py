@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +61,7 @@ from ..models.translation import (
     PatchGANDiscriminator,
     PatchGANDiscriminatorConfig,
 )
+from ._term_logging import TermLoggingMixin
 from .evdistill_config import EvDistillConfig
 
 __all__ = [
@@ -75,6 +75,8 @@ __all__ = [
 ]
 
 EXTRAS_DIR = "evdistill_extras"
+# The translation terms that train during `bmr_warmup_steps` (everything else waits).
+_TRANSLATION_TERMS = ("bmr_pixel", "bmr_adversarial", "bmr_discriminator", "bmr_cycle")
 _EXTRA_MODULES = ("aps_student", "g_t2s", "g_s2t", "d_image", "d_events", "modality_classifier")
 
 
@@ -206,6 +208,7 @@ class EvDistillModel(nn.Module):
         self.weights = args.loss_weights
         self._teacher = (teacher,)  # a tuple: not a submodule, not in state_dict, not flipped by .train()
         self.config = event_student.config  # Trainer's model card / push_to_hub read `model.config`
+        self.global_step = 0  # set by the trainer before every step (drives `bmr_warmup_steps`)
 
     @property
     def teacher(self) -> nn.Module:
@@ -276,7 +279,13 @@ class EvDistillModel(nn.Module):
                 )
             )
         weights = {k: w for k, w in self.weights.items() if k in terms}
+        waiting = []
+        if self.training and self.g_t2s is not None and self.global_step < args.bmr_warmup_steps:
+            waiting = [k for k in weights if k not in _TRANSLATION_TERMS and weights[k] > 0]
+            weights = {k: (0.0 if k in waiting else w) for k, w in weights.items()}
         loss, weighted = evdistill_total_loss(terms, weights)
+        if waiting:  # × 0 keeps the waiting networks in the graph: DDP needs a (zero) gradient for every parameter
+            loss = loss + 0.0 * torch.stack([terms[k] for k in waiting]).sum()
         return EvDistillModelOutput(loss=loss, logits=ev_logits, terms=weighted)
 
     def _evdistill_terms(self, e, ev_logits, ev_feats, x_s, y_s, x_aps, t_aps) -> dict[str, torch.Tensor]:
@@ -305,10 +314,14 @@ class EvDistillModel(nn.Module):
                     self.d_events(e).logits, self.d_events(fake_ev.detach()).logits, args.gan_mode
                 )
             # Eq. 3 with autograd through the frozen teacher: the KD term trains G_T→S end to end (Fig. 3).
-            t_fake_logits, t_fake_feats = _task_forward(self.teacher, fake_img)
+            if args.dsc_trains_generator:
+                t_fake_logits, t_fake_feats = _task_forward(self.teacher, fake_img)
+            else:
+                t_fake_logits, t_fake_feats = self._teacher_no_grad(fake_img.detach())
             terms["bmr_dsc"] = dsc_loss(t_fake_logits, ev_logits, args.temperature)
             # DSC supervision: S_ev on G_S→T(x_s) with the source labels (trains G_S→T too).
-            src_ev_logits, src_ev_feats = _task_forward(self.event_student, fake_ev)
+            student_input = fake_ev.detach() if args.detach_translated_source else fake_ev
+            src_ev_logits, src_ev_feats = _task_forward(self.event_student, student_input)
             terms["ce_event"] = cross_entropy_loss(src_ev_logits, y_s)
             source_side.append((src_ev_feats, src_ev_logits))
             ag_teacher = t_fake_feats.detach()
@@ -400,7 +413,7 @@ def build_evdistill_model(
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class EvDistillTrainer(Trainer):
+class EvDistillTrainer(TermLoggingMixin, Trainer):
     """`Trainer` for EvDistill (eq. 9) and its baselines (pseudo labels; KD with only events and APS frames).
 
     Args:
@@ -441,10 +454,7 @@ class EvDistillTrainer(Trainer):
         self.teacher = self.accelerator.prepare_model(teacher, evaluation_mode=True)
         self.teacher.eval()
         self.accelerator.unwrap_model(self.model).set_teacher(self.teacher)
-        self._logged_terms: dict[str, dict[str, list[torch.Tensor]]] = {
-            "train": defaultdict(list),
-            "eval": defaultdict(list),
-        }
+        self._init_term_logging()
 
     @property
     def wrapper(self) -> EvDistillModel:
@@ -452,28 +462,10 @@ class EvDistillTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Eq. 9 from the wrapper's forward; every weighted term is logged as `loss_<term>`."""
+        self.wrapper.global_step = self.state.global_step
         outputs = model(**{k: v for k, v in inputs.items() if isinstance(v, torch.Tensor)})
-        bucket = self._logged_terms["train" if model.training else "eval"]
-        for name, value in outputs.terms.items():
-            bucket[f"loss_{name}"].append(value)
+        self._record_terms({f"loss_{name}": value for name, value in outputs.terms.items()}, training=model.training)
         return (outputs.loss, outputs) if return_outputs else outputs.loss
-
-    def _reduce_terms(self, split: str) -> dict[str, float]:
-        bucket = self._logged_terms[split]
-        if not bucket:
-            return {}
-        names = sorted(bucket)
-        stacked = torch.stack([torch.stack(bucket[name]).float().mean() for name in names])
-        stacked = self.accelerator.reduce(stacked.to(self.args.device), reduction="mean")
-        bucket.clear()
-        return {name: round(float(v), 6) for name, v in zip(names, stacked.tolist())}
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs:
-            logs.update(self._reduce_terms("train"))
-        elif "eval_loss" in logs:
-            logs.update({f"eval_{k}": v for k, v in self._reduce_terms("eval").items()})
-        super().log(logs, start_time)
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """S_ev's save_pretrained folder, plus `evdistill_extras/<module>/` for the training-only modules."""

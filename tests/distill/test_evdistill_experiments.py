@@ -40,3 +40,24 @@ def test_markdown_table_aggregates_seeds():
     assert set(module.SEGMENTATION_VARIANTS) == {
         "pseudo_labels", "events_aps_kd", "PI", "PI+AG", "PI+AG+DA", "PI+AG+DA+MD", "w/o BMR"
     }  # fmt: skip
+
+
+def test_markdown_recognition_references_and_mvsec_rows():
+    module = _module()
+    args = argparse.Namespace(seeds=[0, 1], steps=5, teacher_steps=7, recognition_steps=9,
+                              recognition_teacher_steps=11, size="48x96", quick=False)  # fmt: skip
+    rec = {"accuracy": 0.2, "per_class_accuracy": [0.0] * 5}
+    log = [
+        {"name": "r", "variant": "recognition", "wall_s": 1.0, "eval": rec},
+        {"name": "p", "variant": "recognition_previous_recipe", "wall_s": 1.0, "eval": {**rec, "accuracy": 0.1}},
+        {"name": "s", "variant": "recognition_supervised_reference", "wall_s": 1.0, "eval": {**rec, "accuracy": 0.5}},
+        {"name": "m0", "variant": "mvsec_evdistill", "wall_s": 4.0, "eval": {"mean_iou": 0.2, "pixel_accuracy": 0.5}},
+        {"name": "m1", "variant": "mvsec_evdistill", "wall_s": 6.0, "eval": {"mean_iou": 0.4, "pixel_accuracy": 0.7}},
+    ]  # fmt: skip
+    table = module.markdown(log, args)
+    assert "| S_ev trained with |" not in table  # no segmentation variant ran: no empty table
+    assert "previous recipe" in table and "| 10.00 |" in table
+    assert "supervised WITH the event labels, same network and budget | 50.00 |" in table
+    assert "| full EvDistill | 30.00 ± 14.14 | 60.00 ± 14.14 | 5 |" in table
+    assert "pseudo labels argmax T(x_aps) (baseline) |" not in table.split("MVSEC")[1]
+    assert set(module.GROUPS) == {"segmentation", "recognition", "mvsec"}

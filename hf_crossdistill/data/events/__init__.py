@@ -17,6 +17,7 @@ from .formats import (
     detect_format,
     open_recording,
     read_events,
+    read_mvsec_frames,
     write_events,
 )
 from .representations import (
@@ -44,6 +45,7 @@ __all__ = [
     "labeled_image_dataset",
     "open_recording",
     "read_events",
+    "read_mvsec_frames",
     "representation_channels",
     "to_evsegnet_image",
     "to_histogram",

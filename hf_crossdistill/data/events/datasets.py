@@ -1,7 +1,7 @@
 """Streaming `datasets.IterableDataset`s over event recordings and labeled images.
 
-- `event_segmentation_dataset`: DDD17-ESS or DSEC recordings → one example per labeled frame: the event
-  representation of the window before the label, the label map, and (DDD17) the APS frame.
+- `event_segmentation_dataset`: DDD17-ESS, DSEC or MVSEC recordings → one example per labeled (MVSEC: APS) frame:
+  the event representation of the window before it, the label map, and (DDD17, MVSEC) the APS frame.
 - `event_recognition_dataset`: N-Caltech101 layout (``<class>/<file>.bin``) → representation + class label.
 - `labeled_image_dataset`: the source modality: ``images/`` + ``labels/`` folders (segmentation) or class
   folders of images (classification).
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .formats import DAVIS346_SENSOR_SIZE, DSEC_SENSOR_SIZE, open_recording
+from .formats import DAVIS346_SENSOR_SIZE, DSEC_SENSOR_SIZE, MvsecRecording, open_recording
 from .representations import (
     to_evsegnet_image,
     to_histogram,
@@ -49,6 +49,9 @@ __all__ = [
 # traffic sign) grouped into DDD17's 6 (flat, construction+sky, object, nature, human, vehicle).
 DSEC_TO_DDD17_LABELS = np.array([1, 1, 1, 4, 2, 0, 0, 3, 5, 1, 2], dtype=np.int64)
 IGNORE_INDEX = 255
+SEGMENTATION_LAYOUTS = ("ddd17_ess", "dsec", "mvsec")
+MVSEC_LABELS_DIR = "synthetic_labels"  # `make_synthetic_mvsec`'s sidecar ground truth (MVSEC has no labels)
+NCALTECH_SENSOR_SIZE = (180, 240)  # every N-Caltech101 recording fits in it
 _INFO_FILE = "synthetic_info.json"
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -175,6 +178,31 @@ def _dsec_recordings(root: Path, split: str | None) -> list[Path]:
     return recs
 
 
+def _mvsec_recordings(root: Path, split: str | None) -> list[Path]:
+    recs = []
+    for base in _split_dirs(root, split):
+        recs += sorted(p for p in base.rglob("*.hdf5") if MVSEC_LABELS_DIR not in p.relative_to(root).parts)
+    return recs
+
+
+def _mvsec_frames(rec: Path, sensor_size: tuple[int, int]) -> np.ndarray:
+    """(K,) APS frame timestamps in µs (``davis/left/image_raw_ts``): one example per APS frame."""
+    with MvsecRecording(rec, sensor_size) as r:
+        if r.num_images == 0:
+            raise FileNotFoundError(f"{rec}: MVSEC file has no davis/left/image_raw (APS frames)")
+        return r.image_timestamps_us()
+
+
+def _mvsec_label_dir(labels_root: Path | None, root: Path, rec: Path) -> Path | None:
+    """``<labels_root>/<split>/<rec name>/`` for ``<root>/<split>/<rec name>_data.hdf5``, if it exists."""
+    if labels_root is None:
+        return None
+    rel = rec.relative_to(root)
+    stem = rel.name[: -len("_data.hdf5")] if rel.name.endswith("_data.hdf5") else rec.stem
+    folder = labels_root / rel.parent / stem
+    return folder if folder.is_dir() else None
+
+
 def _ddd17_frames(rec: Path) -> np.ndarray:
     """(K,) label timestamps in µs from the ESS index file (row k ↔ segmentation_k ↔ img_k)."""
     index = rec / "index" / "index_50ms.npy"
@@ -204,8 +232,15 @@ def _segmentation_examples(
     with_images: bool,
     label_set: str,
 ) -> Iterator[dict]:
-    for rec_path, rec_name, f0, f1 in shards:
+    for rec_path, rec_name, f0, f1, label_dir in shards:
         rec_dir = Path(rec_path)
+        if layout == "mvsec":
+            yield from _mvsec_examples(
+                rec_dir, rec_name, f0, f1, None if label_dir is None else Path(label_dir),
+                sensor_size=sensor_size, representation=representation, representation_kwargs=representation_kwargs,
+                window_ms=window_ms, num_events=num_events, output_size=output_size, with_images=with_images,
+            )  # fmt: skip
+            continue
         if layout == "ddd17_ess":
             times = _ddd17_frames(rec_dir)
             source = rec_dir
@@ -243,6 +278,49 @@ def _segmentation_examples(
                 yield example
 
 
+def _mvsec_examples(
+    rec_path: Path,
+    rec_name: str,
+    f0: int,
+    f1: int,
+    label_dir: Path | None,
+    *,
+    sensor_size: tuple[int, int],
+    representation: str,
+    representation_kwargs: dict,
+    window_ms: float | None,
+    num_events: int | None,
+    output_size: tuple[int, int] | None,
+    with_images: bool,
+) -> Iterator[dict]:
+    """Frames f0 .. f1 - 1 of an MVSEC file: events before each APS timestamp, the APS frame, sidecar labels."""
+    with MvsecRecording(rec_path, sensor_size) as rec:
+        times = rec.image_timestamps_us()
+        for k in range(f0, f1):
+            t_frame = int(times[k])
+            events, window = _window_events(rec, t_frame, window_ms, num_events, k)
+            rep = event_representation(events, representation, window, **representation_kwargs)
+            example = {
+                "events": _resize(rep, output_size, "bilinear").numpy(),
+                "recording": rec_name,
+                "frame": k,
+                "timestamp_us": t_frame,
+                "num_events": len(events),
+            }
+            if label_dir is not None:
+                label_file = label_dir / f"{k:06d}.png"
+                if not label_file.is_file():
+                    raise FileNotFoundError(f"{rec_path}: APS frame {k} has no label {label_file}")
+                label = torch.from_numpy(_load_png(label_file).astype(np.int64))
+                if tuple(label.shape) != tuple(sensor_size):
+                    raise ValueError(f"{label_file}: label map is {tuple(label.shape)}, the sensor is {sensor_size}")
+                example["labels"] = _resize(label[None], output_size, "nearest")[0].numpy()
+            if with_images:
+                img = torch.from_numpy(rec.read_image(k).astype(np.float32) / 255.0)[None]  # (1, H, W)
+                example["image"] = _resize(img, output_size, "bilinear").numpy()
+            yield example
+
+
 def _sensor_size_of(root: Path, layout: str, first_rec: Path | None, sensor_size) -> tuple[int, int]:
     if sensor_size is not None:
         return int(sensor_size[0]), int(sensor_size[1])
@@ -253,15 +331,17 @@ def _sensor_size_of(root: Path, layout: str, first_rec: Path | None, sensor_size
         imgs = sorted((first_rec / "imgs").glob("img_*.png"))
         if imgs:
             return _load_png(imgs[0]).shape[:2]
-    return DAVIS346_SENSOR_SIZE if layout == "ddd17_ess" else DSEC_SENSOR_SIZE
+    return DSEC_SENSOR_SIZE if layout == "dsec" else DAVIS346_SENSOR_SIZE
 
 
-def _shards(recs: list[Path], root: Path, num_frames: list[int], frames_per_shard: int | None):
+def _shards(recs: list[Path], root: Path, num_frames: list[int], frames_per_shard: int | None, label_dirs=None):
     shards = []
-    for rec, n in zip(recs, num_frames):
+    label_dirs = label_dirs or [None] * len(recs)
+    for rec, n, labels in zip(recs, num_frames, label_dirs):
         step = n if frames_per_shard is None else int(frames_per_shard)
         for f0 in range(0, n, max(step, 1)):
-            shards.append((str(rec), rec.relative_to(root).as_posix(), f0, min(n, f0 + step)))
+            label_dir = None if labels is None else str(labels)
+            shards.append((str(rec), rec.relative_to(root).as_posix(), f0, min(n, f0 + step), label_dir))
     return shards
 
 
@@ -279,13 +359,18 @@ def event_segmentation_dataset(
     label_set: str = "ddd17",
     frames_per_shard: int | None = None,
     sensor_size: tuple[int, int] | None = None,
+    labels_root: str | os.PathLike | None = None,
 ) -> datasets.IterableDataset:
-    """One example per labeled frame of DDD17-ESS or DSEC recordings.
+    """One example per labeled frame of DDD17-ESS or DSEC recordings, or per APS frame of MVSEC recordings.
 
     Args:
         root: dataset root (e.g. from `make_synthetic_ddd17` / `make_synthetic_dsec`, or the real ones).
-        layout: ``"ddd17_ess"`` (``<split>/<rec>/events.dat.*``, masks and APS images) or ``"dsec"``
-            (``<split>/<seq>/events/left/events.h5`` + ``semantic/left/11classes``).
+        layout: ``"ddd17_ess"`` (``<split>/<rec>/events.dat.*``, masks and APS images), ``"dsec"``
+            (``<split>/<seq>/events/left/events.h5`` + ``semantic/left/11classes``) or ``"mvsec"``
+            (``<split>/*.hdf5`` MVSEC files: one example per ``davis/left/image_raw`` frame, the window ending at
+            its ``image_raw_ts``; whole frames, no row crop). MVSEC has no semantic labels: ``labels`` come from
+            `labels_root` when it holds ``<split>/<name>/%06d.png`` for ``<split>/<name>_data.hdf5`` (the sidecar
+            of `make_synthetic_mvsec`), otherwise the examples have no ``labels`` (train-only, EvDistill needs none).
         split: sub-folder of `root` (None: search all of `root`).
         representation: a key of `REPRESENTATIONS`; `representation_kwargs` its options (e.g. ``num_bins``).
         window_ms: events of ``[t_label - window_ms, t_label)`` (10 / 50 / 250 use the ESS index files).
@@ -296,15 +381,18 @@ def event_segmentation_dataset(
         label_set: for DSEC, ``"ddd17"`` maps the 11 classes to the 6 DDD17 classes; ``"dsec"`` keeps them.
         frames_per_shard: split recordings into shards of this many frames (more shards for more ranks/workers).
         sensor_size: (H, W) override; default from ``synthetic_info.json``, the APS images or the format.
+        labels_root: MVSEC only: folder of sidecar label maps; default ``<root>/synthetic_labels`` when it exists.
 
     Returns:
         IterableDataset of dicts: ``events`` (C, H, W) float32 (cropped to the label rows), ``labels`` (H, W)
-        int64 (255 = ignore), ``recording`` (str), ``frame`` (int), ``timestamp_us`` (int), ``num_events`` (int),
-        and ``image`` for DDD17 when `with_images`.
+        int64 (255 = ignore; MVSEC: only with sidecar labels), ``recording`` (str), ``frame`` (int),
+        ``timestamp_us`` (int), ``num_events`` (int), and ``image`` for DDD17 / MVSEC when `with_images`.
     """
     root = Path(root)
-    if layout not in ("ddd17_ess", "dsec"):
-        raise ValueError(f"layout must be 'ddd17_ess' or 'dsec', got {layout!r}")
+    if layout not in SEGMENTATION_LAYOUTS:
+        raise ValueError(f"layout must be one of {SEGMENTATION_LAYOUTS}, got {layout!r}")
+    if labels_root is not None and layout != "mvsec":
+        raise ValueError(f"labels_root is for layout 'mvsec' only (got layout {layout!r})")
     if label_set not in ("ddd17", "dsec"):
         raise ValueError(f"label_set must be 'ddd17' or 'dsec', got {label_set!r}")
     if frames_per_shard is not None and frames_per_shard <= 0:
@@ -312,16 +400,31 @@ def event_segmentation_dataset(
     _check_window(window_ms, num_events)
     kwargs = _check_representation(representation, representation_kwargs)
     output_size = _check_output_size(output_size)
-    recs = _ddd17_recordings(root, split) if layout == "ddd17_ess" else _dsec_recordings(root, split)
+    finders = {"ddd17_ess": _ddd17_recordings, "dsec": _dsec_recordings, "mvsec": _mvsec_recordings}
+    recs = finders[layout](root, split)
     if not recs:
         raise FileNotFoundError(f"{root}: no {layout} recordings found (split={split!r})")
-    num_frames = [len(_ddd17_frames(r) if layout == "ddd17_ess" else _dsec_frames(r)) for r in recs]
+    size = _sensor_size_of(root, layout, recs[0], sensor_size)
+    label_dirs = None
+    if layout == "mvsec":
+        num_frames = [len(_mvsec_frames(r, size)) for r in recs]
+        if labels_root is None and (root / MVSEC_LABELS_DIR).is_dir():
+            labels_root = root / MVSEC_LABELS_DIR
+        elif labels_root is not None and not Path(labels_root).is_dir():
+            raise FileNotFoundError(f"labels_root {labels_root}: no such folder")
+        lroot = None if labels_root is None else Path(labels_root)
+        label_dirs = [_mvsec_label_dir(lroot, root, r) for r in recs]
+        if lroot is not None and any(d is None for d in label_dirs) and not all(d is None for d in label_dirs):
+            missing = [r.name for r, d in zip(recs, label_dirs) if d is None]
+            raise FileNotFoundError(f"{lroot}: sidecar labels missing for {missing} (all recordings or none)")
+    else:
+        num_frames = [len(_ddd17_frames(r) if layout == "ddd17_ess" else _dsec_frames(r)) for r in recs]
     return datasets.IterableDataset.from_generator(
         _segmentation_examples,
         gen_kwargs={
-            "shards": _shards(recs, root, num_frames, frames_per_shard),
+            "shards": _shards(recs, root, num_frames, frames_per_shard, label_dirs),
             "layout": layout,
-            "sensor_size": _sensor_size_of(root, layout, recs[0], sensor_size),
+            "sensor_size": size,
             "representation": representation,
             "representation_kwargs": kwargs,
             "window_ms": window_ms,
@@ -400,6 +503,14 @@ def _recognition_examples(
         }
 
 
+def _recognition_sensor_size(root: Path, sensor_size) -> tuple[int, int]:
+    if sensor_size is None:
+        sensor_size = _read_info(root).get("sensor_size", NCALTECH_SENSOR_SIZE)
+    if len(sensor_size) != 2 or min(int(s) for s in sensor_size) <= 0:
+        raise ValueError(f"{root}: sensor_size must be (H, W) with positive sizes, got {sensor_size}")
+    return int(sensor_size[0]), int(sensor_size[1])
+
+
 def event_recognition_dataset(
     root: str | os.PathLike,
     *,
@@ -411,7 +522,7 @@ def event_recognition_dataset(
     window_ms: float | None = None,
     output_size: tuple[int, int] | None = None,
     classes: list[str] | None = None,
-    sensor_size: tuple[int, int] = (180, 240),
+    sensor_size: tuple[int, int] | None = None,
 ) -> datasets.IterableDataset:
     """N-Caltech101-layout recognition samples (``root/<class>/*.bin``), one shard per file.
 
@@ -423,7 +534,9 @@ def event_recognition_dataset(
         num_events: use the first N events of each file; `window_ms`: the first window_ms; neither: all events.
         output_size: (H, W) to resize the representation to.
         classes: label order; default ``synthetic_info.json`` or the sorted class folder names.
-        sensor_size: (H, W) of the representation (N-Caltech101 fits in 180 x 240).
+        sensor_size: (H, W) of the representation; default the ``sensor_size`` of ``synthetic_info.json``, else
+            180 x 240 (N-Caltech101 fits in it). A frame larger than the sensor leaves the events in its top-left
+            corner, so it must match the data: the resize to `output_size` happens after.
 
     Returns:
         IterableDataset of dicts: ``events`` (C, H, W) float32, ``label`` int, ``path`` str, ``num_events`` int.
@@ -444,7 +557,7 @@ def event_recognition_dataset(
         _recognition_examples,
         gen_kwargs={
             "shards": items,
-            "sensor_size": (int(sensor_size[0]), int(sensor_size[1])),
+            "sensor_size": _recognition_sensor_size(root, sensor_size),
             "representation": representation,
             "representation_kwargs": kwargs,
             "window_ms": window_ms,

@@ -478,12 +478,52 @@ class MvsecRecording(EventRecording):
             if self._ev.shape[1] != 4:
                 raise EventFormatError(f"{path}: davis/{camera}/events must have 4 columns, got {self._ev.shape}")
             super().__init__(path, "mvsec_h5", sensor_size, self._ev.shape[0])
+            self._open_images(camera)
         except Exception:
             self._file.close()
             raise
 
     def close(self) -> None:
         self._file.close()
+
+    @property
+    def num_images(self) -> int:
+        """Number of APS frames (``image_raw``); 0 when the file has none."""
+        return 0 if self._images is None else int(self._images.shape[0])
+
+    def image_timestamps_us(self) -> np.ndarray:
+        """(K,) int64 µs readout times of the APS frames (``image_raw_ts`` in seconds, rounded as event times)."""
+        if self._images is None:
+            return np.zeros(0, dtype=np.int64)
+        return np.rint(self._image_ts[:] * 1e6).astype(np.int64)
+
+    def read_image(self, k: int) -> np.ndarray:
+        """(H, W) uint8 APS frame `k` of ``image_raw``."""
+        if not 0 <= int(k) < self.num_images:
+            raise IndexError(f"{self.path}: APS frame {k} out of range (the file has {self.num_images})")
+        return np.asarray(self._images[int(k)])
+
+    def _open_images(self, camera: str) -> None:
+        """Validate ``image_raw`` / ``image_raw_ts`` / ``image_raw_event_inds`` when the file has APS frames."""
+        group = self._file[f"davis/{camera}"]
+        self._images = self._image_ts = None
+        if "image_raw" not in group:
+            return
+        images = group["image_raw"]
+        if images.ndim != 3 or images.dtype != np.uint8:
+            raise EventFormatError(f"{self.path}: davis/{camera}/image_raw must be uint8 (K, H, W), got "
+                                   f"{images.dtype} {images.shape}")  # fmt: skip
+        if tuple(images.shape[1:]) != tuple(self.sensor_size):
+            raise EventFormatError(
+                f"{self.path}: davis/{camera}/image_raw frames are {tuple(images.shape[1:])}, the sensor is "
+                f"{self.sensor_size} (pass sensor_size=)"
+            )
+        for name in ("image_raw_ts", "image_raw_event_inds"):
+            ds = group.get(name)
+            if ds is None or ds.shape != (images.shape[0],):
+                got = None if ds is None else ds.shape
+                raise EventFormatError(f"{self.path}: davis/{camera}/{name} must be ({images.shape[0]},), got {got}")
+        self._images, self._image_ts = images, group["image_raw_ts"]
 
     def _t_at(self, i: int) -> int:
         return int(np.rint(self._ev[i, 2] * 1e6))
@@ -506,6 +546,26 @@ class MvsecRecording(EventRecording):
         cd = cd if coords_ok else np.int32
         t = np.rint(t_s * 1e6).astype(np.int64)
         return _make_events(self.path, x.astype(cd), y.astype(cd), t, p.astype(np.int8), self.sensor_size)
+
+
+def read_mvsec_frames(
+    path: PathLike, *, camera: str = "left", sensor_size: tuple[int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The APS frames of an MVSEC HDF5 file: ``image_raw`` (K, H, W) uint8, their timestamps in µs (K,) int64 and
+    ``image_raw_event_inds`` (K,) int64 (the index of the first event at or after each frame).
+
+    Raises:
+        EventFormatError: not an MVSEC file, no ``image_raw``, or inconsistent shapes, naming the file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise EventFormatError(f"{p}: no such file")
+    sensor_size = _check_sensor_size(sensor_size, f"read_mvsec_frames({p})")
+    with MvsecRecording(p, sensor_size or DAVIS346_SENSOR_SIZE, camera) as rec:
+        if rec.num_images == 0:
+            raise EventFormatError(f"{p}: davis/{camera} has no image_raw (APS frames)")
+        inds = np.asarray(rec._file[f"davis/{camera}/image_raw_event_inds"][:], dtype=np.int64)
+        return np.asarray(rec._images[:]), rec.image_timestamps_us(), inds
 
 
 def _write_mvsec_h5(
@@ -535,6 +595,8 @@ def _write_mvsec_h5(
                 )
             if ts.shape != (images.shape[0],):
                 raise ValueError(f"write_events({path}): image_timestamps_us must be ({images.shape[0]},)")
+            if np.any(np.diff(ts) <= 0):
+                raise ValueError(f"write_events({path}): image_timestamps_us must be strictly increasing")
             g.create_dataset("image_raw", data=images)
             g.create_dataset("image_raw_ts", data=ts / 1e6)
             g.create_dataset("image_raw_event_inds", data=np.searchsorted(events.t, ts).astype(np.int64))

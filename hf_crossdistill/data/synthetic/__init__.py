@@ -3,8 +3,9 @@
 - `make_synthetic_nuscenes`: a nuScenes v1.0-mini / v1.0-trainval dataroot (LiDAR ray casting, 6 rendered
   cameras, all v1.0 tables) that the official nuscenes-devkit loads and scores.
 - `simulate_events`: the ESIM / v2e event-camera model on rendered frames.
-- `make_synthetic_ddd17`, `make_synthetic_dsec`, `make_source_images`, `make_synthetic_ncaltech`,
-  `make_recognition_source_images`: event recordings and unpaired labeled image sets for EvDistill.
+- `make_synthetic_ddd17`, `make_synthetic_dsec`, `make_synthetic_mvsec`, `make_source_images`,
+  `make_synthetic_ncaltech`, `make_recognition_source_images`: event recordings and unpaired labeled image
+  sets for EvDistill.
 """
 
 from .event_render import DDD17_CLASSES, DSEC_CLASSES, DSEC_TO_DDD17
@@ -16,6 +17,7 @@ from .event_worlds import (
     make_source_images,
     make_synthetic_ddd17,
     make_synthetic_dsec,
+    make_synthetic_mvsec,
     make_synthetic_ncaltech,
 )
 from .nuscenes_generator import make_synthetic_nuscenes
@@ -31,6 +33,7 @@ __all__ = [
     "make_source_images",
     "make_synthetic_ddd17",
     "make_synthetic_dsec",
+    "make_synthetic_mvsec",
     "make_synthetic_ncaltech",
     "make_synthetic_nuscenes",
     "simulate_events",

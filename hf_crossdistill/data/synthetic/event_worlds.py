@@ -6,6 +6,9 @@ labeled source-image sets EvDistill distils from.
   per-frame 6-class labels on the top rows, as ESS pre-processed DDD17.
 - `make_synthetic_dsec`: the same kind of drives from a 640x480 sensor as DSEC sequences: ``events.h5`` and
   11-class labels at 20 Hz.
+- `make_synthetic_mvsec`: the same kind of drives from the DAVIS346 as MVSEC ``*_data.hdf5`` files (events and
+  APS frames in one file). MVSEC has no semantic labels; the ground truth for synthetic evaluation is written in
+  a separate ``synthetic_labels/`` tree that is NOT part of the MVSEC layout.
 - `make_source_images`: labeled driving images of another "city and camera" (`SOURCE_STYLE`), never paired with
   the event recordings (different seeds, colours, textures, camera height, daylight only).
 - `make_synthetic_ncaltech`: K procedural object classes on a screen seen by a sensor making the three saccades
@@ -52,8 +55,11 @@ __all__ = [
     "make_source_images",
     "make_synthetic_ddd17",
     "make_synthetic_dsec",
+    "make_synthetic_mvsec",
     "make_synthetic_ncaltech",
 ]
+
+MVSEC_LABELS_DIR = "synthetic_labels"  # sidecar ground truth, not part of MVSEC (it has no semantic labels)
 
 DDD17_LABEL_ROWS = 200  # of 260: ESS labels DDD17 on the top rows (the car hood fills the rest)
 INFO_FILE = "synthetic_info.json"
@@ -364,6 +370,100 @@ def make_synthetic_dsec(
             "label_fps": label_fps, "render_fps": render_fps, "duration_s": duration_s, "seed": seed,
             "to_ddd17": {DSEC_CLASSES[i]: DDD17_CLASSES[int(j)] for i, j in enumerate(DSEC_TO_DDD17)},
             "time_origin_us": int(time_origin_us), "recordings": recordings,
+        })  # fmt: skip
+    return Path(out_dir)
+
+
+def make_synthetic_mvsec(
+    out_dir: str | os.PathLike,
+    *,
+    num_recordings: int = 2,
+    duration_s: float = 3.0,
+    seed: int = 0,
+    sensor_size: tuple[int, int] = (260, 346),
+    render_fps: float = 200.0,
+    aps_fps: float = 25.0,
+    test_fraction: float = 0.25,
+    contrast_threshold: float = 0.3,
+    threshold_sigma: float = 0.03,
+    refractory_period_us: int = 500,
+    noise_rate_hz: float = 0.1,
+    time_origin_s: float = 1_506_117_000.0,
+    with_labels: bool = True,
+    overwrite: bool = False,
+) -> Path:
+    """Write MVSEC-like driving recordings: one ``*_data.hdf5`` per drive with events and APS frames.
+
+    Layout::
+
+        out_dir/synthetic_info.json
+        out_dir/{train,test}/rec_XXX_data.hdf5
+            davis/left/events                (N, 4) float64 rows (x, y, t seconds, p ±1)
+            davis/left/image_raw             (K, H, W) uint8 APS frames at `aps_fps`
+            davis/left/image_raw_ts          (K,) float64 seconds
+            davis/left/image_raw_event_inds  (K,) int64, first event at or after each frame
+        out_dir/synthetic_labels/{train,test}/rec_XXX/%06d.png    (H, W) uint8, 6 DDD17 classes, frame k
+
+    MVSEC itself has NO semantic labels (EvDistill and others train and score on pseudo labels). The
+    ``synthetic_labels/`` tree is a sidecar of this generator, for evaluating on synthetic data only; label k is
+    the ground truth of APS frame k over the whole frame (the synthetic camera sees no hood). Timestamps are ROS-
+    like absolute seconds from `time_origin_s` (float64 keeps them µs-exact at that magnitude).
+
+    Args: as `make_synthetic_ddd17`, plus `time_origin_s` and `with_labels` (False: no sidecar at all).
+    """
+    sensor_size = _check_sensor(sensor_size)
+    _check_positive(num_recordings=num_recordings, duration_s=duration_s, render_fps=render_fps, aps_fps=aps_fps)
+    if not 0 <= time_origin_s < 2**31:
+        raise ValueError(f"time_origin_s must be in [0, 2^31) seconds, got {time_origin_s}")
+    origin_us = int(round(time_origin_s * 1e6))
+    period_us = int(round(1e6 / aps_fps))
+    with _atomic_dir(out_dir, overwrite) as root:
+        recordings = []
+        for k in range(num_recordings):
+            rec_seed = _sub_seed(seed, 346, k)
+            scene = make_driving_scene(rec_seed, duration_s, style=TARGET_STYLE)
+            frame_times = np.arange(period_us, int(duration_s * 1e6) + 1, period_us, dtype=np.int64)
+            sim = EventSimulator(
+                sensor_size,
+                contrast_threshold=contrast_threshold,
+                threshold_sigma=threshold_sigma,
+                refractory_period_us=refractory_period_us,
+                noise_rate_hz=noise_rate_hz,
+                seed=rec_seed,
+            )
+            events, labels, images = _drive(
+                scene,
+                sensor_size,
+                duration_s,
+                render_fps,
+                frame_times,
+                simulator=sim,
+                aps=DavisApsModel(seed=rec_seed),
+            )
+            events.t = events.t + origin_us
+            split = _split_of(k, num_recordings, test_fraction)
+            name = f"rec_{k:03d}"
+            write_events(
+                root / split / f"{name}_data.hdf5",
+                events,
+                "mvsec_h5",
+                images=np.stack(images),
+                image_timestamps_us=frame_times + origin_us,
+            )
+            if with_labels:
+                for i, fine in enumerate(labels):
+                    _save_png(root / MVSEC_LABELS_DIR / split / name / f"{i:06d}.png", DSEC_TO_DDD17[fine])
+            recordings.append({
+                "path": f"{split}/{name}_data.hdf5", "seed": rec_seed, "night": scene.night,
+                "tunnel": bool(len(scene.tunnels)), "num_events": len(events), "num_frames": len(images),
+            })  # fmt: skip
+        _write_info(root, {
+            "kind": "mvsec_h5", "classes": list(DDD17_CLASSES), "ignore_index": 255, "sensor_size": list(sensor_size),
+            "aps_fps": aps_fps, "render_fps": render_fps, "duration_s": duration_s, "seed": seed,
+            "time_origin_s": time_origin_s, "contrast_threshold": contrast_threshold,
+            "labels_dir": MVSEC_LABELS_DIR if with_labels else None,
+            "labels_note": "MVSEC has no semantic labels; synthetic_labels/ is a generator sidecar for evaluation",
+            "recordings": recordings,
         })  # fmt: skip
     return Path(out_dir)
 

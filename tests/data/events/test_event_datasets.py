@@ -171,7 +171,7 @@ def test_bad_arguments(tiny_ddd17_root, tmp_path):
     with pytest.raises(ValueError, match="exactly one"):
         event_segmentation_dataset(tiny_ddd17_root, window_ms=50, num_events=10)
     with pytest.raises(ValueError, match="layout"):
-        event_segmentation_dataset(tiny_ddd17_root, layout="mvsec")
+        event_segmentation_dataset(tiny_ddd17_root, layout="kitti")
     with pytest.raises(ValueError, match="output_size"):
         event_segmentation_dataset(tiny_ddd17_root, output_size=(0, 4))
     with pytest.raises(FileNotFoundError):
