@@ -77,7 +77,8 @@ def test_supervised_recipes_name_no_teacher_and_evaluate_officially(recipe):
     expected = {"lidar": ["lidar"], "camera": ["camera"], "fusion": ["lidar", "camera"]}[modality]
     assert sorted(config.modalities) == sorted(expected)
     assert ("_tiny" in recipe.stem) == ("_tiny" in script_args.student_config)
-    assert script_args.sync_batchnorm == ("_tiny" not in recipe.stem)  # multi-GPU, batch 1 per GPU
+    # paper-size recipes: multi-GPU, batch 1 per GPU; _tiny / _small recipes are CPU recipes
+    assert script_args.sync_batchnorm == (not any(size in recipe.stem for size in ("_tiny", "_small")))
 
 
 def test_data_requirements_follow_the_camera_model_whichever_it_is():

@@ -1,0 +1,94 @@
+"""The *_small quality presets (0.8 m BEV cells) and their supervised recipes on the generated trainval."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+import torch
+from bev_detector_helpers import make_contract_batch
+from testing_utils import HUB_CONFIGS, REPO_ROOT
+from transformers import AutoConfig
+
+from hf_crossdistill.models.bev_detector import BEVDetectorConfig, BEVDetectorForObjectDetection
+
+SMALL_PRESETS = {
+    "lidar": "bev_lidar_pillar_nuscenes_small",
+    "camera": "bev_camera_nuscenes_small",
+    "fusion": "bev_fusion_pillar_nuscenes_small",
+}
+MODALITIES = {"lidar": ["lidar"], "camera": ["camera"], "fusion": ["lidar", "camera"]}
+CAMERA_KEYS = ("images", "intrinsics", "image_aug_matrix", "camera_to_lidar")
+
+
+def _config(modality: str) -> BEVDetectorConfig:
+    config = AutoConfig.from_pretrained(HUB_CONFIGS / "models" / f"{SMALL_PRESETS[modality]}.json")
+    assert isinstance(config, BEVDetectorConfig)
+    return config
+
+
+def _inputs(batch: dict, modality: str) -> dict:
+    keys = {"bev_aug_matrix", "gt_boxes", "gt_labels", "gt_mask"}
+    if modality != "camera":
+        keys.add("points")
+    if modality != "lidar":
+        keys.update(CAMERA_KEYS)
+    return {k: v for k, v in batch.items() if k in keys}
+
+
+def test_small_presets_share_one_finer_grid():
+    configs = {m: _config(m) for m in SMALL_PRESETS}
+    tiny = AutoConfig.from_pretrained(HUB_CONFIGS / "models" / "bev_lidar_pillar_nuscenes_tiny.json")
+    for modality, config in configs.items():
+        assert sorted(config.modalities) == sorted(MODALITIES[modality])
+        assert config.lidar_encoder == "pillar"  # the dense encoder: no plain-torch sparse convs on CPU
+        assert config.bev_shape == (128, 128) and config.bev_cell_size == pytest.approx(0.8)
+        assert config.bev_cell_size == pytest.approx(tiny.bev_cell_size / 2)
+        # Same grid and channels everywhere, so any small detector can distil any other.
+        assert (config.low_bev_channels, config.high_bev_channels) == (
+            configs["lidar"].low_bev_channels,
+            configs["lidar"].high_bev_channels,
+        )
+        assert list(config.point_cloud_range) == list(configs["lidar"].point_cloud_range)
+
+
+@pytest.mark.parametrize("modality", list(SMALL_PRESETS))
+def test_small_preset_builds_and_trains_one_step(modality):
+    torch.manual_seed(0)
+    config = _config(modality)
+    model = BEVDetectorForObjectDetection(config).train()
+    batch = make_contract_batch(num_points=2000, image_hw=tuple(config.image_size))
+    out = model(**_inputs(batch, modality))
+    h, w = config.bev_shape
+    assert out.low_level_bev.shape == (2, config.low_bev_channels, h, w)
+    assert out.high_level_bev.shape == (2, config.high_bev_channels, h, w)
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("distill_script_small", REPO_ROOT / "scripts" / "distill.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("modality", list(SMALL_PRESETS))
+def test_small_recipe_parses_and_points_at_the_trainval(modality, tmp_path):
+    script = _load_script()
+    recipe = HUB_CONFIGS / "recipes" / f"bev_{modality}_supervised_small.yaml"
+    script_args, training_args = script.parse_arguments(
+        ["--config", str(recipe), "--output_dir", str(tmp_path), "--max_steps", "3"]
+    )
+    assert training_args.output_dir == str(tmp_path) and training_args.max_steps == 3  # CLI wins
+    assert training_args.teacher_model_name_or_path is None and not training_args.distills
+    assert script_args.student_config == SMALL_PRESETS[modality]
+    assert (script_args.version, script_args.train_split, script_args.eval_split) == ("v1.0-trainval", "train", "val")
+    assert script_args.official_eval
+    config = script.resolve_student_config(script_args.student_config)
+    assert sorted(config.modalities) == sorted(MODALITIES[modality])
+    assert config.bev_shape == (128, 128)
