@@ -202,6 +202,29 @@ def _drive(
     return concatenate_events(chunks, sensor_size), labels, images
 
 
+def _simulate_recording(
+    rec_seed: int,
+    sensor_size: tuple[int, int],
+    duration_s: float,
+    render_fps: float,
+    period_us: int,
+    simulator_options: dict,
+    *,
+    with_aps: bool,
+):
+    """One drive of the target world: returns (scene, times_us, events, labels, APS frames).
+
+    Labels (and APS frames when `with_aps`) are taken every `period_us`; the scene, simulator and APS model are
+    all seeded by `rec_seed`.
+    """
+    scene = make_driving_scene(rec_seed, duration_s, style=TARGET_STYLE)
+    times_us = np.arange(period_us, int(duration_s * 1e6) + 1, period_us, dtype=np.int64)
+    simulator = EventSimulator(sensor_size, **simulator_options, seed=rec_seed)
+    aps = DavisApsModel(seed=rec_seed) if with_aps else None
+    events, labels, images = _drive(scene, sensor_size, duration_s, render_fps, times_us, simulator=simulator, aps=aps)
+    return scene, times_us, events, labels, images
+
+
 def _write_info(root: Path, info: dict) -> None:
     (root / INFO_FILE).write_text(json.dumps(info, indent=2))
 
@@ -259,28 +282,18 @@ def make_synthetic_ddd17(
     _check_positive(num_recordings=num_recordings, duration_s=duration_s, render_fps=render_fps, aps_fps=aps_fps)
     label_rows = int(round(sensor_size[0] * DDD17_LABEL_ROWS / 260))
     period_us = int(round(1e6 / aps_fps))
+    simulator_options = {
+        "contrast_threshold": contrast_threshold,
+        "threshold_sigma": threshold_sigma,
+        "refractory_period_us": refractory_period_us,
+        "noise_rate_hz": noise_rate_hz,
+    }
     with _atomic_dir(out_dir, overwrite) as root:
         recordings = []
         for k in range(num_recordings):
             rec_seed = _sub_seed(seed, 17, k)
-            scene = make_driving_scene(rec_seed, duration_s, style=TARGET_STYLE)
-            label_times = np.arange(period_us, int(duration_s * 1e6) + 1, period_us, dtype=np.int64)
-            sim = EventSimulator(
-                sensor_size,
-                contrast_threshold=contrast_threshold,
-                threshold_sigma=threshold_sigma,
-                refractory_period_us=refractory_period_us,
-                noise_rate_hz=noise_rate_hz,
-                seed=rec_seed,
-            )
-            events, labels, images = _drive(
-                scene,
-                sensor_size,
-                duration_s,
-                render_fps,
-                label_times,
-                simulator=sim,
-                aps=DavisApsModel(seed=rec_seed),
+            scene, label_times, events, labels, images = _simulate_recording(
+                rec_seed, sensor_size, duration_s, render_fps, period_us, simulator_options, with_aps=True
             )
             split = _split_of(k, num_recordings, test_fraction)
             rec = root / split / f"rec_{k:03d}"
@@ -336,22 +349,18 @@ def make_synthetic_dsec(
     sensor_size = _check_sensor(sensor_size)
     _check_positive(num_recordings=num_recordings, duration_s=duration_s, render_fps=render_fps, label_fps=label_fps)
     period_us = int(round(1e6 / label_fps))
+    simulator_options = {
+        "contrast_threshold": contrast_threshold,
+        "threshold_sigma": threshold_sigma,
+        "refractory_period_us": refractory_period_us,
+        "noise_rate_hz": noise_rate_hz,
+    }
     with _atomic_dir(out_dir, overwrite) as root:
         recordings = []
         for k in range(num_recordings):
             rec_seed = _sub_seed(seed, 11, k)
-            scene = make_driving_scene(rec_seed, duration_s, style=TARGET_STYLE)
-            label_times = np.arange(period_us, int(duration_s * 1e6) + 1, period_us, dtype=np.int64)
-            sim = EventSimulator(
-                sensor_size,
-                contrast_threshold=contrast_threshold,
-                threshold_sigma=threshold_sigma,
-                refractory_period_us=refractory_period_us,
-                noise_rate_hz=noise_rate_hz,
-                seed=rec_seed,
-            )
-            events, labels, _ = _drive(
-                scene, sensor_size, duration_s, render_fps, label_times, simulator=sim, aps=None
+            scene, label_times, events, labels, _ = _simulate_recording(
+                rec_seed, sensor_size, duration_s, render_fps, period_us, simulator_options, with_aps=False
             )
             events.t = events.t + int(time_origin_us)
             split = _split_of(k, num_recordings, test_fraction)
@@ -417,28 +426,18 @@ def make_synthetic_mvsec(
         raise ValueError(f"time_origin_s must be in [0, 2^31) seconds, got {time_origin_s}")
     origin_us = int(round(time_origin_s * 1e6))
     period_us = int(round(1e6 / aps_fps))
+    simulator_options = {
+        "contrast_threshold": contrast_threshold,
+        "threshold_sigma": threshold_sigma,
+        "refractory_period_us": refractory_period_us,
+        "noise_rate_hz": noise_rate_hz,
+    }
     with _atomic_dir(out_dir, overwrite) as root:
         recordings = []
         for k in range(num_recordings):
             rec_seed = _sub_seed(seed, 346, k)
-            scene = make_driving_scene(rec_seed, duration_s, style=TARGET_STYLE)
-            frame_times = np.arange(period_us, int(duration_s * 1e6) + 1, period_us, dtype=np.int64)
-            sim = EventSimulator(
-                sensor_size,
-                contrast_threshold=contrast_threshold,
-                threshold_sigma=threshold_sigma,
-                refractory_period_us=refractory_period_us,
-                noise_rate_hz=noise_rate_hz,
-                seed=rec_seed,
-            )
-            events, labels, images = _drive(
-                scene,
-                sensor_size,
-                duration_s,
-                render_fps,
-                frame_times,
-                simulator=sim,
-                aps=DavisApsModel(seed=rec_seed),
+            scene, frame_times, events, labels, images = _simulate_recording(
+                rec_seed, sensor_size, duration_s, render_fps, period_us, simulator_options, with_aps=True
             )
             events.t = events.t + origin_us
             split = _split_of(k, num_recordings, test_fraction)
