@@ -220,7 +220,7 @@ def _dsec_frames(rec: Path) -> np.ndarray:
 
 
 def _segmentation_examples(
-    shards: list[tuple[str, str, int, int]],
+    shards: list[tuple[str, str, int, int, Path | None]],
     *,
     layout: str,
     sensor_size: tuple[int, int],
