@@ -37,13 +37,23 @@ def _branch(channels: int, out_channels: int, is_heatmap: bool = False) -> nn.Se
 
 
 class TaskHead(nn.Module):
-    def __init__(self, channels: int, num_classes: int):
+    """One task: a heatmap branch and the regression branches (five, as in CenterPoint, or one shared)."""
+
+    def __init__(self, channels: int, num_classes: int, shared_regression_branch: bool = False):
         super().__init__()
         self.heatmap = _branch(channels, num_classes, is_heatmap=True)
-        self.regression = nn.ModuleDict({name: _branch(channels, size) for name, size in _BRANCHES})
+        if shared_regression_branch:
+            # One conv trunk for all ten regression channels: 2 branch convs per task instead of 6, which is
+            # most of the head's cost at small widths (the output channels are ordered as `_BRANCHES`).
+            self.regression = _branch(channels, REGRESSION_CHANNELS)
+        else:
+            self.regression = nn.ModuleDict({name: _branch(channels, size) for name, size in _BRANCHES})
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        regression = torch.cat([self.regression[name](x) for name, _ in _BRANCHES], dim=1)  # (B, 10, H, W)
+        if isinstance(self.regression, nn.ModuleDict):
+            regression = torch.cat([self.regression[name](x) for name, _ in _BRANCHES], dim=1)  # (B, 10, H, W)
+        else:
+            regression = self.regression(x)  # (B, 10, H, W)
         return self.heatmap(x), regression
 
 
@@ -57,7 +67,9 @@ class CenterPointHead(nn.Module):
             nn.BatchNorm2d(config.head_channels),
             nn.ReLU(inplace=True),
         )
-        self.tasks = nn.ModuleList(TaskHead(config.head_channels, len(task)) for task in config.tasks)
+        self.tasks = nn.ModuleList(
+            TaskHead(config.head_channels, len(task), config.shared_regression_branch) for task in config.tasks
+        )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.shared(x)
@@ -204,7 +216,7 @@ def regression_l1_loss(
         box_task: (B, M) task of each box. valid: (B, M) bool. code_weights: (10,).
     """
     batch, _, height, width = regression.shape
-    per_task = regression.view(batch, num_tasks, REGRESSION_CHANNELS, height * width)  # (B, T, 10, HW)
+    per_task = regression.reshape(batch, num_tasks, REGRESSION_CHANNELS, height * width)  # (B, T, 10, HW)
     b = torch.arange(batch, device=regression.device).unsqueeze(1).expand_as(centre_index)
     task = box_task.clamp(0, num_tasks - 1)
     index = centre_index.clamp(0, height * width - 1)

@@ -78,6 +78,8 @@ class BEVDetectorConfig(PreTrainedConfig):
         bev_upsample_strides, bev_upsample_channels (`list[int]`): deconvs back to stride 1; their channels
             sum to `high_bev_channels`.
         head_channels (`int`): width of the CenterPoint head's shared and branch convs.
+        shared_regression_branch (`bool`): one regression branch (10 outputs) per task instead of CenterPoint's
+            five (offset, height, size, heading, velocity); a third of the head's cost, for small presets.
         min_overlap (`float`), min_radius (`int`): Gaussian heatmap target radius parameters.
         code_weights (`list[float]`): L1 weights of the 10 regression channels.
         heatmap_loss_weight, bbox_loss_weight (`float`): weights of the focal and L1 terms.
@@ -125,6 +127,7 @@ class BEVDetectorConfig(PreTrainedConfig):
     bev_upsample_channels: list[int] | tuple[int, ...] = (256, 256)
 
     head_channels: int = 64
+    shared_regression_branch: bool = False
     min_overlap: float = 0.1
     min_radius: int = 2
     code_weights: list[float] | tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2)
@@ -318,6 +321,8 @@ class BEVDetectorConfig(PreTrainedConfig):
             fail(f"nms_radii has {len(self.nms_radii)} values for {len(self.tasks)} tasks")
         if len(self.code_weights) != REGRESSION_CHANNELS:
             fail(f"code_weights needs {REGRESSION_CHANNELS} values, got {len(self.code_weights)}")
+        if not isinstance(self.shared_regression_branch, bool):
+            fail(f"shared_regression_branch must be true or false, got {self.shared_regression_branch!r}")
         if not 0 < self.min_overlap < 1:
             fail(f"min_overlap must be in (0, 1), got {self.min_overlap}")
         if self.min_radius < 0 or self.max_objects < 1 or self.post_max_size < 1:

@@ -141,3 +141,37 @@ def test_every_parameter_is_in_the_graph_when_tasks_have_no_boxes(contract_batch
 def test_config_label_maps_mirror_class_names():
     config = tiny_config(BEVDetectorConfig, TINY_PRESETS["lidar"])
     assert config.id2label == dict(enumerate(config.class_names)) and config.num_labels == 10
+
+
+def test_shared_regression_branch_matches_separate_branches_when_weights_agree(contract_batch):
+    """The shared branch is the five CenterPoint branches with their first convs tied: same outputs, a third of
+    the head's convolutions; and a model with it trains (gradients everywhere) and round-trips."""
+    separate = tiny_config(BEVDetectorConfig, TINY_PRESETS["pillar"], shared_regression_branch=False)
+    shared = tiny_config(BEVDetectorConfig, TINY_PRESETS["pillar"], shared_regression_branch=True)
+    torch.manual_seed(0)
+    model = BEVDetectorForObjectDetection(shared).train()
+    out = model(**_inputs(contract_batch, "pillar"))
+    assert out.regression.shape == (2, len(shared.tasks) * 10, *shared.bev_shape)
+    check_gradients_reach_all_parameters(model, out.loss)
+    reference = BEVDetectorForObjectDetection(separate).eval()
+    model.eval()
+    # Copy everything but the regression branches, then build each separate branch from the shared one: the
+    # first conv + BN are the shared trunk, the output conv is the shared output conv's rows for that branch.
+    state = {k: v for k, v in model.state_dict().items() if ".regression." not in k}
+    missing = reference.load_state_dict(state, strict=False).missing_keys
+    assert missing and all(".regression." in k for k in missing)
+    start = 0
+    for name, size in (("offset", 2), ("height", 1), ("size", 3), ("heading", 2), ("velocity", 2)):
+        for task_ref, task in zip(reference.head.tasks, model.head.tasks):
+            branch = task_ref.regression[name]
+            branch[0].load_state_dict(task.regression[0].state_dict())
+            branch[1].load_state_dict(task.regression[1].state_dict())
+            branch[3].weight.data.copy_(task.regression[3].weight[start : start + size])
+            branch[3].bias.data.copy_(task.regression[3].bias[start : start + size])
+        start += size
+    inputs = _inputs(contract_batch, "pillar", with_targets=False)
+    with torch.no_grad():
+        torch.testing.assert_close(model(**inputs).regression, reference(**inputs).regression)
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in reference.parameters())
+    with pytest.raises(ValueError, match="shared_regression_branch"):
+        tiny_config(BEVDetectorConfig, TINY_PRESETS["pillar"], shared_regression_branch="yes")
