@@ -44,6 +44,7 @@ _LAZY = {
     "UniDistillConfig": "distill",
     "UniDistillTrainer": "distill",
     "UniDistillModel": "distill",
+    "load_matching_weights": "distill",
     "load_pretrained_strict": "distill",
     "NuScenesEvaluation": "distill",
     "EvDistillConfig": "distill",

@@ -47,7 +47,15 @@ class DistillScriptArguments:
     )
     student_init: str | None = field(
         default=None,
-        metadata={"help": "Optional save_pretrained folder to initialise the student's weights from (strict)."},
+        metadata={"help": "Optional save_pretrained folder to initialise the student's weights from."},
+    )
+    student_init_strict: bool = field(
+        default=True,
+        metadata={
+            "help": "True: student_init must have the student's exact config and every weight. False: load the "
+            "tensors whose names and shapes match (e.g. a fusion detector from a trained LiDAR detector, as "
+            "BEVFusion does) and report the rest."
+        },
     )
     dataroot: str | None = field(default=None, metadata={"help": "nuScenes dataroot (v1.0-mini layout or full)."})
     version: str = field(default="v1.0-mini", metadata={"help": "nuScenes version."})
@@ -193,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from hf_crossdistill.distill import NuScenesEvaluation, UniDistillTrainer
-    from hf_crossdistill.distill.unidistill_trainer import load_pretrained_strict
+    from hf_crossdistill.distill.unidistill_trainer import load_matching_weights, load_pretrained_strict
     from hf_crossdistill.models.bev_detector import BEVDetectorForObjectDetection
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -208,10 +216,20 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     script_args, training_args = parse_arguments(argv)
     config = resolve_student_config(script_args.student_config)
-    if script_args.student_init is not None:
+    if script_args.student_init is not None and script_args.student_init_strict:
         student = load_pretrained_strict(BEVDetectorForObjectDetection, script_args.student_init)
         if student.config.to_dict() != config.to_dict():
             raise ValueError(f"student_init {script_args.student_init} has a different config than student_config")
+    elif script_args.student_init is not None:
+        torch.manual_seed(training_args.seed)
+        student = BEVDetectorForObjectDetection(config)
+        report = load_matching_weights(student, script_args.student_init)
+        fresh = sorted({k.split(".")[0] + "." + k.split(".")[1] for k in report["not_in_checkpoint"]})
+        print(
+            f"[distill] student_init {script_args.student_init}: {len(report['loaded'])} tensors loaded; "
+            f"newly initialised: {fresh or 'nothing'}; checkpoint tensors not used: "
+            f"{len(report['not_in_model']) + len(report['shape_mismatched'])}"
+        )
     else:
         torch.manual_seed(training_args.seed)
         student = BEVDetectorForObjectDetection(config)

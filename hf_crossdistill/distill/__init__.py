@@ -10,6 +10,7 @@ from .unidistill_trainer import (
     UniDistillModelOutput,
     UniDistillTrainer,
     check_teacher_student_compatible,
+    load_matching_weights,
     load_pretrained_strict,
     load_state_dict_strict,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "UniDistillModelOutput",
     "UniDistillTrainer",
     "check_teacher_student_compatible",
+    "load_matching_weights",
     "load_pretrained_strict",
     "load_state_dict_strict",
 ]

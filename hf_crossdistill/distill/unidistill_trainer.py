@@ -45,6 +45,7 @@ __all__ = [
     "UniDistillModelOutput",
     "UniDistillTrainer",
     "check_teacher_student_compatible",
+    "load_matching_weights",
     "load_state_dict_strict",
     "load_pretrained_strict",
 ]
@@ -87,6 +88,34 @@ def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Ten
                 details.append(f"{len(keys)} {label} keys (first: {keys[:5]})")
         raise ValueError(f"{source} does not match {type(module).__name__}: " + "; ".join(details))
     module.load_state_dict(dict(state_dict), strict=True)
+
+
+def load_matching_weights(module: nn.Module, path: str | os.PathLike) -> dict[str, list[str]]:
+    """Initialise `module` from the tensors of a `save_pretrained` folder whose names and shapes agree.
+
+    For a detector that shares parts with another one (a fusion detector from a LiDAR detector, as BEVFusion
+    trains): every tensor of the folder must either match a tensor of `module` by name and shape or be
+    reported; nothing matching at all is an error (a wrong folder must not pass silently).
+
+    Returns:
+        `{"loaded": [...], "not_in_checkpoint": [...], "not_in_model": [...], "shape_mismatched": [...]}`.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"student_init {path!r}: not a save_pretrained folder")
+    state = _read_safetensors_folder(folder)
+    expected = module.state_dict()
+    loaded = sorted(k for k in state if k in expected and tuple(state[k].shape) == tuple(expected[k].shape))
+    report = {
+        "loaded": loaded,
+        "not_in_checkpoint": sorted(set(expected) - set(state)),
+        "not_in_model": sorted(set(state) - set(expected)),
+        "shape_mismatched": sorted(k for k in set(state) & set(expected) if k not in set(loaded)),
+    }
+    if not loaded:
+        raise ValueError(f"student_init {folder}: no tensor matches {type(module).__name__} by name and shape")
+    module.load_state_dict({k: state[k] for k in loaded}, strict=False)
+    return report
 
 
 def load_pretrained_strict(model_cls: type[PreTrainedModel], path: str | os.PathLike) -> PreTrainedModel:

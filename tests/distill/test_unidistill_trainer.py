@@ -253,3 +253,39 @@ def test_nuscenes_evaluation_settings_are_validated(tmp_path):
             args=make_args(tmp_path),
             nuscenes_evaluation={"dataroot": "x"},
         )
+
+
+def test_load_matching_weights_initialises_a_fusion_detector_from_a_lidar_one(tmp_path):
+    """BEVFusion's recipe: the LiDAR branch, BEV backbone and head come from a trained LiDAR detector; the camera
+    branch and the fuser start fresh; a folder with nothing in common is an error."""
+    from hf_crossdistill.distill import load_matching_weights
+
+    torch.manual_seed(0)
+    lidar = BEVDetectorForObjectDetection(tiny_config("lidar"))
+    lidar.save_pretrained(tmp_path / "lidar")
+    fusion_config = BEVDetectorConfig(
+        **{**TINY_COMMON, "low_bev_channels": 16, "high_bev_channels": 32, "bev_upsample_channels": [16, 16]},
+        modalities=["lidar", "camera"],
+        lidar_encoder="pillar",
+        pillar_channels=16,
+        image_size=[64, 176],
+        neck_channels=32,
+        depth_bins=[2.0, 58.0, 4.0],
+        image_backbone_config=TINY_IMAGE_BACKBONE,
+    )
+    fusion = BEVDetectorForObjectDetection(fusion_config)
+    report = load_matching_weights(fusion, tmp_path / "lidar")
+    prefixes = {k.split(".")[1] for k in report["loaded"] if k.startswith("model.")}
+    assert prefixes == {"lidar_encoder", "bev_backbone"}
+    assert any(k.startswith("head.") for k in report["loaded"])
+    fresh = {k.split(".")[1] for k in report["not_in_checkpoint"]}
+    assert fresh == {"camera_encoder", "fuser"}
+    assert not report["not_in_model"] and not report["shape_mismatched"]
+    lidar_state, fusion_state = lidar.state_dict(), fusion.state_dict()
+    for key in report["loaded"]:
+        assert torch.equal(lidar_state[key], fusion_state[key]), key
+    safetensors.torch.save_file({"unrelated.weight": torch.zeros(3)}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match="no tensor matches"):
+        load_matching_weights(fusion, tmp_path)
+    with pytest.raises(FileNotFoundError, match="not a save_pretrained folder"):
+        load_matching_weights(fusion, tmp_path / "missing")

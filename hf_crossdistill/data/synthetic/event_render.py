@@ -10,6 +10,11 @@ thousands of times; tunnels are lit at a few percent of daylight; at night lamps
 
 Labels are the 11 DSEC-Semantic classes (`DSEC_CLASSES`); `DSEC_TO_DDD17` groups them into the 6 DDD17 classes
 of Ev-SegNet, so both label sets come from the same rendering.
+
+A frame is a bit-exact function of (scene, time, size) in any process and at any thread count: the 3-vector products
+are spelled out elementwise (no BLAS, whose kernels and threading are outside our control) and `arctan2`, the one
+transcendental fed strided views, goes through `_fixed_loop` (see there). The event simulator turns last-bit radiance
+differences into 1 µs timestamp differences, so this matters.
 """
 
 from __future__ import annotations
@@ -118,9 +123,38 @@ class DrivingScene:
         yaw = 0.03 * np.sin(0.5 * t_s + 3 * ph)
         pitch = 0.005 * np.sin(7.0 * t_s + ph) - 0.02
         cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
-        r_yaw = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-        r_pitch = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
-        return np.array([x, y, z]), r_yaw @ r_pitch
+        # r_yaw @ r_pitch with r_yaw = [[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]], r_pitch = [[1, 0, 0], [0, cp, -sp],
+        # [0, sp, cp]], multiplied out: every entry is a single product, so no summation order is involved.
+        rot = np.array([[cy, sy * sp, sy * cp], [0.0, cp, -sp], [-sy, cy * sp, cy * cp]])
+        return np.array([x, y, z]), rot
+
+
+def _dot3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(..., 3) · (..., 3) -> (...): dot products over the last axis, summed left to right (no BLAS)."""
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
+
+
+def _rotate(v: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """(..., 3) vectors `v` -> (..., 3) `m @ v` for each, for a (3, 3) `m`; summed left to right (no BLAS)."""
+    x, y, z = v[..., 0], v[..., 1], v[..., 2]  # (...,) each; one component at a time is ~10x faster than broadcasting
+    return np.stack([x * m[i, 0] + y * m[i, 1] + z * m[i, 2] for i in range(3)], -1)
+
+
+def _fixed_loop(ufunc: np.ufunc, *inputs: np.ndarray) -> np.ndarray:
+    """`ufunc(*inputs)` evaluated so that numpy runs the same inner loop in every process (bit-reproducible).
+
+    numpy (1.x) runs its SIMD (SVML) loop for `arctan2`, `power`, `log`, ... only when no input's memory range
+    touches the output's (`nomemoverlap` counts touching ends as overlap) and the scalar libm loop otherwise; the two
+    differ in the last bit. The range of a strided view like `rays[..., 2]` ends past its buffer, so whether a fresh
+    output lands right there depends on the heap of the process: the same call gave different bits in a pytest
+    process and a plain one. Here input k is copied to row 2k of one buffer (a spare row between any two) and the
+    result overwrites row 0: input 0 and the output share their range exactly, the others are a row away.
+    """
+    shape = np.broadcast_shapes(*(np.shape(x) for x in inputs))
+    buf = np.empty((2 * len(inputs) - 1, *shape), dtype=np.result_type(*inputs))  # (2K - 1, *shape)
+    for k, x in enumerate(inputs):
+        buf[2 * k] = x
+    return ufunc(*buf[::2], out=buf[0])
 
 
 def _hash(*ints) -> np.ndarray:
@@ -443,7 +477,7 @@ def render_driving_frame(
     h, w = sensor_size
     style = scene.style
     centre, rot = scene.camera_pose(t_s)
-    rays = _camera_rays(h, w, style.focal_scale) @ rot.T.astype(np.float32)  # (H, W, 3) world directions
+    rays = _rotate(_camera_rays(h, w, style.focal_scale), rot.astype(np.float32))  # (H, W, 3) world directions
     depth = np.full((h, w), far, dtype=np.float32)
     labels = np.full((h, w), BACKGROUND, dtype=np.uint8)
     albedo = np.ones((h, w), dtype=np.float32)
@@ -525,7 +559,7 @@ def render_driving_frame(
     sky &= depth >= far
     light = _illumination(scene, hit)
     palette = np.asarray(style.palette)  # (11, 3)
-    colour = palette[labels] if rgb else (palette @ np.array([0.3, 0.59, 0.11]))[labels]
+    colour = palette[labels] if rgb else _dot3(palette, np.array([0.3, 0.59, 0.11]))[labels]
     shade = np.maximum(albedo, 0.02) * light + emit
     radiance = colour * shade[..., None] if rgb else colour * shade
     sky_rad = _sky(scene, rays[sky], freq)  # (S,)
@@ -552,7 +586,7 @@ def _project_bbox(axis, c, a0, a1, b0, b1, centre, rot, f, h, w, near):
     corners[:, axis] = c
     corners[:, ia] = [a0, a1, a0, a1]
     corners[:, ib] = [b0, b0, b1, b1]
-    cam = (corners - centre) @ rot  # (4, 3) camera coordinates
+    cam = _rotate(corners - centre, rot.T)  # (4, 3) camera coordinates
     if np.any(cam[:, 2] <= 1e-3):
         return None
     px = cam[:, 0] / cam[:, 2] * f + w / 2
@@ -584,7 +618,7 @@ def _sky(scene: DrivingScene, rays: np.ndarray, freq: float) -> np.ndarray:
         return 0.004 * (1.0 + 0.5 * elev)
     # a dimmer band near the horizon keeps the sky from being one flat value
     base = 6.0 * (0.7 + 0.6 * elev)
-    az = np.arctan2(rays[..., 0], rays[..., 2])
+    az = _fixed_loop(np.arctan2, rays[..., 0], rays[..., 2])  # strided views: see `_fixed_loop`
     clouds = 1.0 + 0.25 * np.clip(_noise(az * 8, elev * 12, scene.seed % 31, freq), 0, None)
-    sun = (rays @ scene.sun_direction) > np.cos(np.deg2rad(2.0))
+    sun = _dot3(rays.astype(np.float64), scene.sun_direction) > np.cos(np.deg2rad(2.0))
     return np.where(sun, 2000.0, base * clouds)

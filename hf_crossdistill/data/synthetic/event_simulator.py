@@ -23,6 +23,16 @@ __all__ = ["EventSimulator", "simulate_events"]
 _MIN_THRESHOLD = 0.01  # a mismatch draw below this would make a pixel fire on numerical noise
 
 
+def _log_intensity(frame: np.ndarray, log_eps: float) -> np.ndarray:
+    """(H, W) linear intensities -> (H*W,) `log(I + eps)`, bit-reproducible across processes.
+
+    The log runs in place: numpy picks its SIMD or its scalar log loop (they differ in the last bit) from how the
+    input and output buffers sit in memory, and an in-place call always takes the SIMD one (when the CPU has it).
+    """
+    out = frame.reshape(-1) + log_eps  # (H*W,) a fresh buffer
+    return np.log(out, out=out)
+
+
 def _check_frame(frame: np.ndarray, sensor_size: tuple[int, int], where: str) -> np.ndarray:
     frame = np.asarray(frame, dtype=np.float64)
     if frame.shape != tuple(sensor_size):
@@ -99,7 +109,7 @@ class EventSimulator:
     def reset(self, frame: np.ndarray, t_us: int) -> None:
         """Start (or restart) from `frame` at `t_us`: references are set to its log intensity, no events."""
         frame = _check_frame(frame, self.sensor_size, "EventSimulator.reset")
-        self._log_prev = np.log(frame.reshape(-1) + self.log_eps)
+        self._log_prev = _log_intensity(frame, self.log_eps)
         self._ref = self._log_prev.copy()
         self._t_prev = int(t_us)
         self._last_fire[:] = -np.inf
@@ -117,7 +127,7 @@ class EventSimulator:
         t0, t1 = self._t_prev, int(t_us)
         if t1 <= t0:
             raise ValueError(f"EventSimulator.step: timestamps must increase, got {t1} after {t0}")
-        log_prev, log_cur = self._log_prev, np.log(frame.reshape(-1) + self.log_eps)
+        log_prev, log_cur = self._log_prev, _log_intensity(frame, self.log_eps)
         xs, ts, ps = [], [], []
         for polarity in (1, -1):
             idx, t_ev = self._crossings(log_prev, log_cur, t0, t1, polarity)

@@ -240,16 +240,16 @@ class CameraBEVEncoder(nn.Module):
         }
 
     def image_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, N, 3, H, W) → depth probabilities (B, N, D, h, w) and context (B, N, C, h, w)."""
+        """(B, N, 3, H, W) → depth logits (B, N, D, h, w) and context (B, N, C, h, w)."""
         b, n, _, height, width = images.shape
         x = images.reshape(b * n, 3, height, width)  # (B·N, 3, H, W)
         x = (x - self.image_mean.to(x.dtype)) / self.image_std.to(x.dtype)
         feats = self.neck(list(self.backbone(x).feature_maps))
         out = self.depth_net(feats)  # (B·N, D + C, h, w)
         h, w = out.shape[-2:]
-        depth = out[:, : self.num_depth_bins].softmax(dim=1).reshape(b, n, self.num_depth_bins, h, w)
+        depth_logits = out[:, : self.num_depth_bins].reshape(b, n, self.num_depth_bins, h, w)
         context = out[:, self.num_depth_bins :].reshape(b, n, self.context_channels, h, w)
-        return depth, context
+        return depth_logits, context
 
     def forward(
         self,
@@ -258,21 +258,22 @@ class CameraBEVEncoder(nn.Module):
         camera_to_lidar: torch.Tensor,
         image_aug_matrix: torch.Tensor | None = None,
         bev_aug_matrix: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns the BEV map (B, C, H, W) and the depth logits (B, N, D, h, w)."""
         check_camera_inputs(images, intrinsics, camera_to_lidar, image_aug_matrix, bev_aug_matrix)
         b, n, _, height, width = images.shape
         if image_aug_matrix is None:
             image_aug_matrix = torch.eye(3, device=images.device).expand(b, n, 3, 3)
         if bev_aug_matrix is None:
             bev_aug_matrix = torch.eye(4, device=images.device).expand(b, 4, 4)
-        depth, context = self.image_features(images)
-        h, w = depth.shape[-2:]
+        depth_logits, context = self.image_features(images)
+        h, w = depth_logits.shape[-2:]
         with torch.no_grad():
             points = frustum_points(
                 (h, w), (height, width), self.depths, intrinsics, image_aug_matrix, camera_to_lidar, bev_aug_matrix
             )  # (B, N, h, w, D, 3)
             cells, valid = frustum_cells(points, self.point_cloud_range, self.cell_size, self.bev_shape)
-        depth = depth.permute(0, 1, 3, 4, 2).reshape(-1, self.num_depth_bins)  # (B·N·h·w, D)
+        depth = depth_logits.softmax(dim=2).permute(0, 1, 3, 4, 2).reshape(-1, self.num_depth_bins)  # (B·N·h·w, D)
         context = context.permute(0, 1, 3, 4, 2).reshape(-1, self.context_channels)  # (B·N·h·w, C)
         rows, cols = self.bev_shape
         pooled = bev_pool(
@@ -282,7 +283,101 @@ class CameraBEVEncoder(nn.Module):
             valid.reshape(-1, self.num_depth_bins),
             b * rows * cols,
         )  # (B·H·W, C)
-        return pooled.reshape(b, rows, cols, self.context_channels).permute(0, 3, 1, 2).contiguous()  # (B, C, H, W)
+        bev = pooled.reshape(b, rows, cols, self.context_channels).permute(0, 3, 1, 2).contiguous()  # (B, C, H, W)
+        return bev, depth_logits
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Depth supervision from LiDAR (BEVDepth-style; optional, `config.depth_loss_weight`)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def lidar_depth_targets(
+    points: torch.Tensor,
+    feature_size: tuple[int, int],
+    image_size: tuple[int, int],
+    depth_bins: tuple[float, float, float] | list[float],
+    intrinsics: torch.Tensor,
+    camera_to_lidar: torch.Tensor,
+    image_aug_matrix: torch.Tensor | None = None,
+    bev_aug_matrix: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Depth bin of the nearest LiDAR point seen by each depth-map cell: the target of `depth_loss`.
+
+    Every point is projected into every camera of its sample (the inverse of `frustum_points`: un-augmented
+    LIDAR_TOP → camera → original pixel → augmented input pixel → feature cell); the cell keeps the smallest
+    camera depth, whose target is the frustum depth `d_min + k · step` nearest to it.
+
+    Args:
+        points: (P, ≥4) `[batch_index, x, y, z, ...]` in the augmented LIDAR_TOP frame.
+        feature_size: (h, w) of the depth map; image_size: (H_in, W_in) of the network input.
+        depth_bins: `[d_min, d_max, step]` as in the config.
+        intrinsics (B, N, 3, 3), camera_to_lidar (B, N, 4, 4), image_aug_matrix (B, N, 3, 3),
+        bev_aug_matrix (B, 4, 4): the batch's camera geometry (augmentations default to identity).
+
+    Returns:
+        (B, N, h, w) int64 bin index, -1 where no point lands in the cell or its depth is outside the bins.
+    """
+    if points.ndim != 2 or points.shape[1] < 4:
+        raise ValueError(f"points must be (P, ≥4) [batch_index, x, y, z, ...], got {tuple(points.shape)}")
+    b, n = intrinsics.shape[:2]
+    h, w = feature_size
+    height, width = image_size
+    d_min, d_max, step = (float(x) for x in depth_bins)
+    num_bins = round((d_max - d_min) / step)
+    device = intrinsics.device
+    if image_aug_matrix is None:
+        image_aug_matrix = torch.eye(3, device=device).expand(b, n, 3, 3)
+    if bev_aug_matrix is None:
+        bev_aug_matrix = torch.eye(4, device=device).expand(b, 4, 4)
+
+    # Augmented LIDAR_TOP → camera (B, N, 4, 4), then → augmented pixels (B, N, 3, 4); composed in float64.
+    to_camera = torch.linalg.inv(camera_to_lidar.double()) @ torch.linalg.inv(bev_aug_matrix.double())[:, None]
+    to_pixels = image_aug_matrix.double() @ intrinsics.double() @ to_camera[..., :3, :]
+    projection = torch.cat([to_pixels, to_camera[..., 2:3, :]], dim=2).float()  # (B, N, 4, 4): u·z, v·z, z', z
+
+    batch_index = points[:, 0].long()  # (P,)
+    if len(points) and (batch_index.min() < 0 or batch_index.max() >= b):
+        raise ValueError(f"points carry batch indices outside [0, {b})")
+    xyz1 = torch.cat([points[:, 1:4], torch.ones_like(points[:, :1])], dim=1)  # (P, 4)
+    projected = torch.einsum("pnij,pj->pni", projection[batch_index], xyz1)  # (P, N, 4)
+    depth = projected[..., 3]  # (P, N) camera z
+    front = depth > 1e-3
+    safe = torch.where(front, projected[..., 2], torch.ones_like(depth))
+    u = projected[..., 0] / safe  # augmented input pixel (pixel centres at integers)
+    v = projected[..., 1] / safe
+    col = torch.floor((u + 0.5) * (w / width)).long()
+    row = torch.floor((v + 0.5) * (h / height)).long()
+    inside = front & (col >= 0) & (col < w) & (row >= 0) & (row < h)
+
+    camera = torch.arange(n, device=device).expand_as(depth)  # (P, N)
+    flat = ((batch_index[:, None] * n + camera) * h + row) * w + col  # (P, N) into B·N·h·w
+    nearest = torch.full((b * n * h * w,), float("inf"), device=device)
+    nearest.scatter_reduce_(0, flat[inside], depth[inside], reduce="amin")
+    target = torch.round((nearest - d_min) / step)  # inf stays inf
+    target = torch.where(torch.isfinite(target) & (target >= 0) & (target < num_bins), target, -1.0)
+    return target.long().reshape(b, n, h, w)
+
+
+def depth_loss(depth_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the depth distribution against `lidar_depth_targets` over the cells that have one.
+
+    Args:
+        depth_logits: (B, N, D, h, w); target: (B, N, h, w) int64, -1 = no target.
+
+    Returns:
+        Scalar; zero (still connected to the graph) when no cell has a target.
+    """
+    if depth_logits.ndim != 5 or tuple(target.shape) != (*depth_logits.shape[:2], *depth_logits.shape[3:]):
+        raise ValueError(
+            f"depth_loss: depth_logits (B, N, D, h, w) {tuple(depth_logits.shape)} and target (B, N, h, w) "
+            f"{tuple(target.shape)} do not agree"
+        )
+    if not (target >= 0).any():
+        return 0.0 * depth_logits.sum()
+    logits = depth_logits.permute(0, 1, 3, 4, 2).reshape(-1, depth_logits.shape[2])  # (B·N·h·w, D)
+    return F.cross_entropy(logits, target.reshape(-1), ignore_index=-1)
 
 
 def check_camera_inputs(

@@ -74,6 +74,9 @@ class BEVDetectorConfig(PreTrainedConfig):
         image_mean, image_std (`list[float]`): RGB normalisation applied to `images` in [0, 1].
         neck_channels (`int`): FPN-style neck output channels.
         depth_bins (`list[float]`): `[d_min, d_max, step]` in metres; `D = round((d_max - d_min) / step)`.
+        depth_loss_weight (`float`): weight of a BEVDepth-style cross-entropy of the depth distribution against
+            the nearest LiDAR point of each depth-map cell (training batches then need `points`); 0 = BEVDet,
+            as in the paper.
         bev_backbone_layers, bev_backbone_strides, bev_backbone_channels (`list[int]`): SECOND levels.
         bev_upsample_strides, bev_upsample_channels (`list[int]`): deconvs back to stride 1; their channels
             sum to `high_bev_channels`.
@@ -119,6 +122,7 @@ class BEVDetectorConfig(PreTrainedConfig):
     image_std: list[float] | tuple[float, ...] = (0.229, 0.224, 0.225)
     neck_channels: int = 512
     depth_bins: list[float] | tuple[float, ...] = (2.0, 58.0, 0.5)
+    depth_loss_weight: float = 0.0
 
     bev_backbone_layers: list[int] | tuple[int, ...] = (5, 5)
     bev_backbone_strides: list[int] | tuple[int, ...] = (1, 2)
@@ -290,6 +294,8 @@ class BEVDetectorConfig(PreTrainedConfig):
                 fail(f"depth_bins range {d_max - d_min} m is not a multiple of step {step}")
             if len(self.image_mean) != 3 or len(self.image_std) != 3 or any(s <= 0 for s in self.image_std):
                 fail("image_mean / image_std need 3 values each, std positive")
+            if not (math.isfinite(self.depth_loss_weight) and self.depth_loss_weight >= 0):
+                fail(f"depth_loss_weight must be finite and ≥ 0, got {self.depth_loss_weight}")
             if len(self.image_size) != 2:
                 fail(f"image_size must be [H, W], got {self.image_size}")
 

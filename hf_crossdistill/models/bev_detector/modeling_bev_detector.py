@@ -17,7 +17,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .bev_backbone import SECONDBackbone
-from .camera_encoder import CameraBEVEncoder
+from .camera_encoder import CameraBEVEncoder, depth_loss, lidar_depth_targets
 from .centerpoint_head import (
     HEATMAP_PRIOR_BIAS,
     CenterPointHead,
@@ -39,10 +39,13 @@ class BEVDetectorModelOutput(ModelOutput):
     Args:
         low_level_bev (`torch.FloatTensor` of shape `(B, C_low, H, W)`): encoder (or fuser) output.
         high_level_bev (`torch.FloatTensor` of shape `(B, C_high, H, W)`): BEV backbone output.
+        depth_logits (`torch.FloatTensor` of shape `(B, N_cam, D, h, w)`, *optional*): the camera branch's depth
+            logits (camera and fusion detectors).
     """
 
     low_level_bev: torch.FloatTensor | None = None
     high_level_bev: torch.FloatTensor | None = None
+    depth_logits: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -157,11 +160,14 @@ class BEVDetectorModel(BEVDetectorPreTrainedModel):
                 batch = bev_aug_matrix.shape[0]
             else:
                 batch = int(points[:, 0].max().item()) + 1 if len(points) else 1
-        maps = []
+        maps, depth_logits = [], None
         if self.lidar_encoder is not None:
             maps.append(self.lidar_encoder(points, batch))
         if self.camera_encoder is not None:
-            maps.append(self.camera_encoder(images, intrinsics, camera_to_lidar, image_aug_matrix, bev_aug_matrix))
+            camera_bev, depth_logits = self.camera_encoder(
+                images, intrinsics, camera_to_lidar, image_aug_matrix, bev_aug_matrix
+            )
+            maps.append(camera_bev)
         low = self.fuser(maps) if self.fuser is not None else maps[0]
         # Channels-last BEV maps from here on: the 2-D convs of the backbone and head run ~1.3× faster in
         # oneDNN on CPU (and suit tensor cores on GPU); consumers must not assume contiguous NCHW strides.
@@ -169,7 +175,7 @@ class BEVDetectorModel(BEVDetectorPreTrainedModel):
         high = self.bev_backbone(low)
         if not return_dict:
             return (low, high)
-        return BEVDetectorModelOutput(low_level_bev=low, high_level_bev=high)
+        return BEVDetectorModelOutput(low_level_bev=low, high_level_bev=high, depth_logits=depth_logits)
 
 
 class BEVDetectorForObjectDetection(BEVDetectorPreTrainedModel):
@@ -217,6 +223,25 @@ class BEVDetectorForObjectDetection(BEVDetectorPreTrainedModel):
         loss, loss_dict = None, None
         if gt_boxes is not None:
             loss, loss_dict = self.detection_loss(heatmap_logits, regression, gt_boxes, gt_labels, gt_mask)
+            if self.config.depth_loss_weight > 0 and features.depth_logits is not None:
+                if points is None:
+                    raise ValueError(
+                        "depth_loss_weight > 0: training batches of a camera detector need the LiDAR `points` "
+                        "(P, 6) for the depth targets"
+                    )
+                target = lidar_depth_targets(
+                    points,
+                    tuple(features.depth_logits.shape[-2:]),
+                    tuple(images.shape[-2:]),
+                    self.config.depth_bins,
+                    intrinsics,
+                    camera_to_lidar,
+                    image_aug_matrix,
+                    bev_aug_matrix,
+                )
+                depth = depth_loss(features.depth_logits, target)
+                loss = loss + self.config.depth_loss_weight * depth
+                loss_dict["depth_loss"] = depth.detach()
         output = BEVDetectorOutput(
             loss=loss,
             loss_dict=loss_dict,

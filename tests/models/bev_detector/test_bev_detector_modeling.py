@@ -175,3 +175,25 @@ def test_shared_regression_branch_matches_separate_branches_when_weights_agree(c
     assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in reference.parameters())
     with pytest.raises(ValueError, match="shared_regression_branch"):
         tiny_config(BEVDetectorConfig, TINY_PRESETS["pillar"], shared_regression_branch="yes")
+
+
+def test_depth_supervision_adds_a_depth_term_from_the_lidar_points(contract_batch):
+    config = tiny_config(BEVDetectorConfig, TINY_PRESETS["camera"], depth_loss_weight=3.0)
+    model = BEVDetectorForObjectDetection(config).train()
+    inputs = _inputs(contract_batch, "camera")
+    out = model(points=contract_batch["points"], **inputs)
+    assert set(out.loss_dict) == {"heatmap_loss", "bbox_loss", "depth_loss"} and out.loss_dict["depth_loss"] > 0
+    expected = (
+        config.heatmap_loss_weight * out.loss_dict["heatmap_loss"]
+        + config.bbox_loss_weight * out.loss_dict["bbox_loss"]
+        + 3.0 * out.loss_dict["depth_loss"]
+    )
+    torch.testing.assert_close(out.loss.detach(), expected)
+    with pytest.raises(ValueError, match="need the LiDAR `points`"):
+        model(**inputs)
+    # Inference needs no points; without the weight the points are ignored (BEVDet).
+    model(**_inputs(contract_batch, "camera", with_targets=False))
+    plain = BEVDetectorForObjectDetection(tiny_config(BEVDetectorConfig, TINY_PRESETS["camera"])).train()
+    assert "depth_loss" not in plain(points=contract_batch["points"], **inputs).loss_dict
+    with pytest.raises(ValueError, match="depth_loss_weight"):
+        tiny_config(BEVDetectorConfig, TINY_PRESETS["camera"], depth_loss_weight=-1.0)

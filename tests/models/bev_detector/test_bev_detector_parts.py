@@ -14,8 +14,10 @@ from hf_crossdistill.models.bev_detector import BEVDetectorConfig
 from hf_crossdistill.models.bev_detector.camera_encoder import (
     bev_pool,
     bev_pool_reference,
+    depth_loss,
     frustum_cells,
     frustum_points,
+    lidar_depth_targets,
 )
 from hf_crossdistill.models.bev_detector.centerpoint_head import (
     circle_nms,
@@ -115,6 +117,57 @@ def test_frustum_cells_follow_the_bev_grid_convention():
     assert valid.flatten().tolist() == [True, True, False, False]
     # (30 m, −20 m) → row 56, col 140; (−53.9, 53.9) → row 179, col 0.
     assert cells.flatten()[:2].tolist() == [56 * 180 + 140, 179 * 180 + 0]
+
+
+def test_lidar_depth_targets_invert_the_frustum_geometry():
+    """A LiDAR point placed at frustum point (cell, bin) must come back as that bin in that cell, through
+    non-trivial image and BEV augmentations; with two points in a cell the nearer one wins."""
+    cams = ring_cameras(2, 3, (64, 176))
+    aug = torch.tensor([[-0.8, 0.0, 150.0], [0.0, 0.8, -5.0], [0.0, 0.0, 1.0]]).expand(2, 3, 3, 3)
+    c, s = math.cos(0.4), math.sin(0.4)
+    bev = torch.tensor(
+        [[1.05 * c, -1.05 * s, 0, 1.0], [-1.05 * s, -1.05 * c, 0, -2.0], [0, 0, 1.05, 0.3], [0, 0, 0, 1]]
+    ).expand(2, 4, 4)
+    bins = [2.0, 50.0, 2.0]  # 24 frustum depths 2, 4, ..., 48 m
+    depths = torch.arange(24) * 2.0 + 2.0
+    pts = frustum_points((4, 11), (64, 176), depths, cams["intrinsics"], aug, cams["camera_to_lidar"], bev)
+    picks = [(0, 0, 1, 2, 5), (0, 2, 3, 10, 0), (1, 1, 0, 0, 23), (1, 1, 0, 0, 7), (1, 2, 2, 4, 11)]
+    points = torch.stack(
+        [torch.cat([torch.tensor([float(b)]), pts[b, n, i, j, d], torch.zeros(2)]) for b, n, i, j, d in picks]
+    )
+    target = lidar_depth_targets(
+        points, (4, 11), (64, 176), bins, cams["intrinsics"], cams["camera_to_lidar"], aug, bev
+    )
+    assert target.shape == (2, 3, 4, 11) and target.dtype == torch.int64
+    expected = torch.full((2, 3, 4, 11), -1)
+    for b, n, i, j, d in picks:
+        previous = int(expected[b, n, i, j])
+        expected[b, n, i, j] = d if previous < 0 else min(previous, d)  # the nearer point wins
+    # Ring cameras overlap: a point may also land in a neighbouring camera's image; compare the picked cells
+    # exactly and require every other hit to be a genuine projection (a valid bin).
+    picked = expected >= 0
+    assert torch.equal(target[picked], expected[picked])
+    assert ((target[~picked] == -1) | (target[~picked] >= 0)).all()
+    # Behind every camera / beyond the last bin → no target.
+    far = torch.tensor([[0.0, 500.0, 0.0, 0.0, 0.0, 0.0]])
+    assert (
+        lidar_depth_targets(far, (4, 11), (64, 176), bins, cams["intrinsics"][:1], cams["camera_to_lidar"][:1]) == -1
+    ).all()
+    with pytest.raises(ValueError, match="batch indices"):
+        lidar_depth_targets(points, (4, 11), (64, 176), bins, cams["intrinsics"][:1], cams["camera_to_lidar"][:1])
+
+
+def test_depth_loss_is_cross_entropy_over_cells_with_a_target():
+    logits = torch.randn(1, 2, 5, 3, 4, requires_grad=True)
+    target = torch.full((1, 2, 3, 4), -1)
+    assert depth_loss(logits, target).item() == 0.0  # no target: zero, still in the graph
+    target[0, 1, 2, 3], target[0, 0, 0, 0] = 4, 1
+    expected = -(logits[0, 1, :, 2, 3].log_softmax(0)[4] + logits[0, 0, :, 0, 0].log_softmax(0)[1]) / 2
+    torch.testing.assert_close(depth_loss(logits, target), expected)
+    depth_loss(logits, target).backward()
+    assert logits.grad[0, 0, :, 1, 1].abs().sum() == 0 and logits.grad[0, 1, :, 2, 3].abs().sum() > 0
+    with pytest.raises(ValueError, match="do not agree"):
+        depth_loss(logits, target[:, :1])
 
 
 # ---------------------------------------------------------------------------------------------------------------
