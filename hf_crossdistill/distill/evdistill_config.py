@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from ..models.translation.configuration_translation import EDGE_PRIORS
+
 __all__ = ["EVDISTILL_MODES", "EvDistillConfig"]
 
 EVDISTILL_MODES = ("evdistill", "pseudo_labels", "events_aps_kd")
@@ -107,6 +109,31 @@ class EvDistillConfig(TrainingArguments):
     generator_events_activation: str = field(
         default="none", metadata={"help": "Output activation of G_S→T ('sigmoid' for max-normalised counts)."}
     )
+    generator_events_edge_prior: str = field(
+        default="none",
+        metadata={
+            "help": "Physics prior of G_S→T (image → events): 'log_gradient' makes G_S→T a learned residual on the "
+            "Sobel magnitude of the log luminance spread over the sensor motion (where events fire when the sensor "
+            "moves), 'none' a plain generator. See `BMRGeneratorConfig.edge_prior`."
+        },
+    )
+    generator_events_edge_prior_spread: int = field(
+        default=3, metadata={"help": "Odd box-filter side spreading the edge prior over the sensor motion (pixels)."}
+    )
+    event_pixel_dropout: float = field(
+        default=0.0,
+        metadata={
+            "help": "Training augmentation of S_ev's inputs, real events and G_S→T(x_s) alike: probability of "
+            "dropping all events of a pixel. 0: off."
+        },
+    )
+    event_max_shift: int = field(
+        default=0,
+        metadata={
+            "help": "Training augmentation of S_ev's inputs (real and translated events): random translation by up "
+            "to this many pixels, empty border. Recognition only (dense targets would not move). 0: off."
+        },
+    )
     discriminator_base_channels: int = field(default=64, metadata={"help": "PatchGAN width."})
     discriminator_layers: int = field(default=3, metadata={"help": "PatchGAN strided layers (3: 70x70 patches)."})
     modality_hidden_channels: int = field(default=256, metadata={"help": "Hidden width of the modality classifier h."})
@@ -128,6 +155,23 @@ class EvDistillConfig(TrainingArguments):
             setattr(self, name, float(value))
         if not isinstance(self.bmr_warmup_steps, int) or self.bmr_warmup_steps < 0:
             raise ValueError(f"EvDistillConfig.bmr_warmup_steps must be an int >= 0, got {self.bmr_warmup_steps!r}")
+        if self.generator_events_edge_prior not in EDGE_PRIORS:
+            raise ValueError(
+                f"EvDistillConfig.generator_events_edge_prior must be one of {EDGE_PRIORS}, got "
+                f"{self.generator_events_edge_prior!r}"
+            )
+        spread = self.generator_events_edge_prior_spread
+        if isinstance(spread, bool) or not isinstance(spread, int) or spread < 1 or spread % 2 == 0:
+            raise ValueError(
+                f"EvDistillConfig.generator_events_edge_prior_spread must be a positive odd int, got {spread!r}"
+            )
+        dropout = self.event_pixel_dropout
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"EvDistillConfig.event_pixel_dropout must be in [0, 1), got {dropout!r}")
+        self.event_pixel_dropout = float(dropout)
+        shift = self.event_max_shift
+        if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
+            raise ValueError(f"EvDistillConfig.event_max_shift must be an int >= 0, got {shift!r}")
         if not self.temperature > 0:
             raise ValueError(f"EvDistillConfig.temperature must be > 0, got {self.temperature}")
         if self.ag_kernel_size < 1 or self.ag_kernel_size % 2 == 0:

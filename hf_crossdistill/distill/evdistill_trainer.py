@@ -36,6 +36,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel, Trainer
 from transformers.modeling_outputs import ModelOutput
 
+from ..data.events.augmentation import augment_event_frames
 from ..losses.evdistill import (
     affinity_graph_loss,
     bmr_pixel_loss,
@@ -224,6 +225,15 @@ class EvDistillModel(nn.Module):
         with torch.no_grad():
             return _task_forward(self.teacher, x)
 
+    def _augment(self, events: torch.Tensor) -> torch.Tensor:
+        """S_ev's event inputs (real and G_S→T(x_s)) under the recipe's event augmentation, in training only; the
+        generators, discriminators and the teacher see the events as they are."""
+        if not self.training or (self.args.event_pixel_dropout == 0 and self.args.event_max_shift == 0):
+            return events
+        return augment_event_frames(
+            events, drop_prob=self.args.event_pixel_dropout, max_shift=self.args.event_max_shift
+        )
+
     def _condition(self, features: torch.Tensor, logits: torch.Tensor, reverse: bool) -> torch.Tensor:
         cond = conditional_features(features, logits, self.args.conditioning)
         if reverse:
@@ -241,7 +251,7 @@ class EvDistillModel(nn.Module):
         args, terms = self.args, {}
         if self.teacher.training:
             self.teacher.eval()  # a prepared / moved teacher must stay in eval mode
-        ev_logits, ev_feats = _task_forward(self.event_student, event_pixel_values)
+        ev_logits, ev_feats = _task_forward(self.event_student, self._augment(event_pixel_values))
         has_aps = aps_pixel_values is not None
         if self.aps_student is not None and not has_aps:
             raise ValueError("EvDistillModel: this run has an APS student but the batch has no aps_pixel_values")
@@ -320,7 +330,7 @@ class EvDistillModel(nn.Module):
                 t_fake_logits, t_fake_feats = self._teacher_no_grad(fake_img.detach())
             terms["bmr_dsc"] = dsc_loss(t_fake_logits, ev_logits, args.temperature)
             # DSC supervision: S_ev on G_S→T(x_s) with the source labels (trains G_S→T too).
-            student_input = fake_ev.detach() if args.detach_translated_source else fake_ev
+            student_input = self._augment(fake_ev.detach() if args.detach_translated_source else fake_ev)
             src_ev_logits, src_ev_feats = _task_forward(self.event_student, student_input)
             terms["ce_event"] = cross_entropy_loss(src_ev_logits, y_s)
             source_side.append((src_ev_feats, src_ev_logits))
@@ -366,11 +376,16 @@ def build_evdistill_model(
             f"EvDistill: teacher has {teacher.config.num_labels} classes, event student "
             f"{event_student.config.num_labels}; they must predict the same classes"
         )
+    if args.event_max_shift > 0 and isinstance(event_student.config, DeepLabV3PlusConfig):
+        raise ValueError(
+            "EvDistill: event_max_shift translates S_ev's inputs, which would misalign the dense segmentation "
+            "targets (pseudo labels, affinity graph); use it for recognition only"
+        )
     w = args.loss_weights
     modules: dict[str, nn.Module | None] = {}
     if args.mode == "evdistill" and args.use_bmr:
 
-        def generator(cin: int, cout: int, activation: str) -> BMRGenerator:
+        def generator(cin: int, cout: int, activation: str, **prior: Any) -> BMRGenerator:
             return BMRGenerator(
                 BMRGeneratorConfig(
                     in_channels=cin,
@@ -378,11 +393,18 @@ def build_evdistill_model(
                     base_channels=args.generator_base_channels,
                     num_residual_blocks=args.generator_residual_blocks,
                     output_activation=activation,
+                    **prior,
                 )
             )
 
         modules["g_t2s"] = generator(ev_channels, img_channels, args.generator_image_activation)
-        modules["g_s2t"] = generator(img_channels, ev_channels, args.generator_events_activation)
+        modules["g_s2t"] = generator(
+            img_channels,
+            ev_channels,
+            args.generator_events_activation,
+            edge_prior=args.generator_events_edge_prior,
+            edge_prior_spread=args.generator_events_edge_prior_spread,
+        )
         if (w["bmr_adversarial"] > 0) != (w["bmr_discriminator"] > 0):
             raise ValueError(
                 "EvDistill: lambda_bmr_adversarial and lambda_bmr_discriminator must be both > 0 or both 0"

@@ -3,8 +3,10 @@
     python scripts/benchmark.py bev_train_step bev_pooling [--quick] [--device cuda]
 
 `bev_train_step`: forward + backward + AdamW step of the tiny presets on hand-built contract batches (CPU, each
-modality in its own process so the peak RSS is its own); with `--device cuda` also the paper-size presets at
-batch 1 (the paper's Table 17 setting: 6 cameras at 256 × 704, 10-sweep point clouds).
+modality in its own process so the peak RSS is its own), then (without `--quick`) the small quality presets at
+batch 4, including the small LiDAR preset with five regression branches per task as the baseline of the shared
+branch; with `--device cuda` also the paper-size presets at batch 1 (the paper's Table 17 setting: 6 cameras at
+256 × 704, 10-sweep point clouds).
 `bev_pooling`: our sparse-matrix pooling vs the materialised depth ⊗ context + `index_add_` baseline at the
 paper shapes (6 cameras × 112 bins × 16 × 44 pixels, C = 256, 180 × 180 cells), forward and forward + backward.
 """
@@ -25,6 +27,14 @@ TINY = {
     "fusion": "bev_fusion_nuscenes_tiny",
 }
 PAPER = {"lidar_voxel": "bev_lidar_nuscenes", "camera": "bev_camera_nuscenes", "fusion": "bev_fusion_nuscenes"}
+# The quality presets of docs/RESULTS.md (0.8 m cells, 128 × 128), and the small LiDAR preset with CenterPoint's five
+# separate regression branches per task (the baseline of `shared_regression_branch`), measured in the same run.
+SMALL = {
+    "lidar_pillar": ("bev_lidar_pillar_nuscenes_small", {}),
+    "lidar_pillar_separate_branches": ("bev_lidar_pillar_nuscenes_small", {"shared_regression_branch": False}),
+    "camera_depth": ("bev_camera_depth_nuscenes_small", {}),
+    "fusion_pillar": ("bev_fusion_pillar_nuscenes_small", {}),
+}
 
 
 def _ring_cameras(torch, batch: int, num_cams: int, height: int, width: int) -> dict:
@@ -57,7 +67,7 @@ def _contract_batch(torch, config, batch: int, points_per_sample: int, device: s
 
     x_min, y_min, _, x_max, y_max, _ = config.point_cloud_range
     out: dict = {"bev_aug_matrix": torch.eye(4).expand(batch, 4, 4).clone()}
-    if "lidar" in config.modalities:
+    if "lidar" in config.modalities or getattr(config, "depth_loss_weight", 0.0) > 0:  # depth targets need points
         clouds = []
         for b in range(batch):
             radius = torch.rand(points_per_sample, generator=gen).sqrt() * 0.95 * x_max
@@ -100,7 +110,9 @@ def _reset_peak_rss() -> None:
         Path("/proc/self/clear_refs").write_text("5")
 
 
-def _train_step_worker(preset: str, batch: int, points: int, device: str, repeats: int, queue) -> None:
+def _train_step_worker(
+    preset: str, overrides: dict, batch: int, points: int, device: str, repeats: int, queue
+) -> None:
     import torch
 
     sys.path.insert(0, str(REPO_ROOT / "scripts"))
@@ -109,7 +121,7 @@ def _train_step_worker(preset: str, batch: int, points: int, device: str, repeat
     from benchmarks._timing import median_seconds
     from hf_crossdistill.models.bev_detector import BEVDetectorForObjectDetection  # also registers the config
 
-    config = AutoConfig.from_pretrained(REPO_ROOT / "hub_configs" / "models" / f"{preset}.json")
+    config = AutoConfig.from_pretrained(REPO_ROOT / "hub_configs" / "models" / f"{preset}.json", **overrides)
     torch.manual_seed(0)
     model = BEVDetectorForObjectDetection(config).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -129,6 +141,7 @@ def _train_step_worker(preset: str, batch: int, points: int, device: str, repeat
     seconds = median_seconds(step, repeats=repeats, warmup=1, sync=sync)
     result = {
         "preset": preset,
+        "overrides": overrides,
         "batch": batch,
         "points_per_sample": points if "lidar" in config.modalities else 0,
         "step_s": seconds,
@@ -158,20 +171,28 @@ def bev_train_step(args) -> dict:
     repeats = 2 if args.quick else args.repeats
     results = {}
     print(f"{'preset':34s} {'batch':>5s} {'points':>7s} {'step s':>8s} {'peak MiB':>9s} {'params M':>9s}")
-    runs = [("tiny", name, preset, 2, 4000 if args.quick else 25000, "cpu") for name, preset in TINY.items()]
+    points = 4000 if args.quick else 25000
+    runs = [("tiny", name, preset, {}, 2, points, "cpu") for name, preset in TINY.items()]
+    if not args.quick:
+        runs += [("small", name, preset, overrides, 4, 40000, "cpu") for name, (preset, overrides) in SMALL.items()]
     if args.device.startswith("cuda"):
-        runs += [("paper", name, preset, 1, 250000, args.device) for name, preset in PAPER.items()]
-    for size, name, preset, batch, points, device in runs:
-        r = _run_isolated(preset, batch, points, device, repeats)
+        runs += [("paper", name, preset, {}, 1, 250000, args.device) for name, preset in PAPER.items()]
+    for size, name, preset, overrides, batch, points, device in runs:
+        r = _run_isolated(preset, overrides, batch, points, device, repeats)
         peak = r.get("peak_memory_MiB", r.get("peak_rss_MiB"))
         figures = f"{r['points_per_sample']:7d} {r['step_s']:8.3f} {peak:9.0f} {r['parameters_M']:9.2f}"
-        print(f"{preset:34s} {batch:5d} {figures}")
+        label = preset + (" (separate branches)" if overrides else "")
+        print(f"{label:34s} {batch:5d} {figures}")
         results[f"{size}_{name}_{device.split(':')[0]}"] = r
     base = results.get("tiny_lidar_voxel_cpu")
     if base:
         for key, r in results.items():
             if key.startswith("tiny"):
                 r["step_vs_tiny_lidar_voxel"] = r["step_s"] / base["step_s"]
+    separate, shared = results.get("small_lidar_pillar_separate_branches_cpu"), results.get("small_lidar_pillar_cpu")
+    if separate and shared:
+        shared["speedup_vs_separate_branches"] = separate["step_s"] / shared["step_s"]
+        print(f"shared regression branch: ×{shared['speedup_vs_separate_branches']:.2f} vs five branches per task")
     return results
 
 

@@ -1,5 +1,6 @@
 """Event-camera data: the `Events` container, file formats, representations and streaming datasets."""
 
+from .augmentation import augment_event_frames
 from .core import EventFormatError, Events
 from .datasets import (
     REPRESENTATIONS,
@@ -37,6 +38,7 @@ __all__ = [
     "EventFormatError",
     "EventRecording",
     "Events",
+    "augment_event_frames",
     "detect_format",
     "event_recognition_dataset",
     "event_representation",

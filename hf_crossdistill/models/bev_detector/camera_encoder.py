@@ -341,7 +341,14 @@ def lidar_depth_targets(
     if len(points) and (batch_index.min() < 0 or batch_index.max() >= b):
         raise ValueError(f"points carry batch indices outside [0, {b})")
     xyz1 = torch.cat([points[:, 1:4], torch.ones_like(points[:, :1])], dim=1)  # (P, 4)
-    projected = torch.einsum("pnij,pj->pni", projection[batch_index], xyz1)  # (P, N, 4)
+    # One GEMM per sample (B is the batch size, not a point loop): gathering a (4, 4) matrix per point and
+    # camera would move P·N·16 floats.
+    xyz1 = xyz1.float()
+    projected = torch.empty(len(points), n, 4, device=device)  # (P, N, 4)
+    with torch.autocast(device_type=device.type, enabled=False):  # geometry stays float32 under mixed precision
+        for sample in range(b):
+            rows = batch_index == sample
+            projected[rows] = (xyz1[rows] @ projection[sample].reshape(n * 4, 4).T).reshape(-1, n, 4)
     depth = projected[..., 3]  # (P, N) camera z
     front = depth > 1e-3
     safe = torch.where(front, projected[..., 2], torch.ones_like(depth))
@@ -376,7 +383,7 @@ def depth_loss(depth_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor
         )
     if not (target >= 0).any():
         return 0.0 * depth_logits.sum()
-    logits = depth_logits.permute(0, 1, 3, 4, 2).reshape(-1, depth_logits.shape[2])  # (B·N·h·w, D)
+    logits = depth_logits.float().permute(0, 1, 3, 4, 2).reshape(-1, depth_logits.shape[2])  # (B·N·h·w, D)
     return F.cross_entropy(logits, target.reshape(-1), ignore_index=-1)
 
 

@@ -272,6 +272,9 @@ class BEVDetectorForObjectDetection(BEVDetectorPreTrainedModel):
         elif tuple(gt_mask.shape) != tuple(gt_boxes.shape[:2]):
             raise ValueError(f"gt_mask must be {tuple(gt_boxes.shape[:2])}, got {tuple(gt_mask.shape)}")
         gt_boxes = gt_boxes.float()
+        # The losses run in float32 whatever the forward's precision (bf16 / fp16 autocast): log-sigmoid focal
+        # terms and L1 over metres lose too much in 8-bit mantissas.
+        heatmap_logits, regression = heatmap_logits.float(), regression.float()
         height, width = heatmap_logits.shape[-2:]
         target, valid = heatmap_targets(
             gt_boxes,

@@ -13,6 +13,7 @@ from .modeling_translation import (
     ModalityClassifierOutput,
     PatchGANDiscriminator,
     PatchGANOutput,
+    log_gradient_event_prior,
 )
 
 for _config, _model in (
@@ -33,4 +34,5 @@ __all__ = [
     "PatchGANDiscriminator",
     "PatchGANDiscriminatorConfig",
     "PatchGANOutput",
+    "log_gradient_event_prior",
 ]

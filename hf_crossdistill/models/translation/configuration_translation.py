@@ -6,6 +6,7 @@ from transformers import PreTrainedConfig
 
 NORMS = ("instance", "batch", "none")
 OUTPUT_ACTIVATIONS = ("none", "tanh", "sigmoid")
+EDGE_PRIORS = ("none", "log_gradient")
 
 
 def _check_positive(config: PreTrainedConfig, *names: str) -> None:
@@ -36,6 +37,16 @@ class BMRGeneratorConfig(PreTrainedConfig):
             `"sigmoid"` for [0, 1] (max-normalised event counts), `"none"` for unbounded outputs (standardised
             images, voxel grids).
         init_std (`float`, *optional*, defaults to 0.02): std of the normal initialisation of convolutions.
+        edge_prior (`str`, *optional*, defaults to `"none"`): a fixed, differentiable event prior for an
+            image → event generator (G_S→T). `"log_gradient"`: events fire where the log intensity changes under
+            the sensor's motion, so an event count image is about the spatial gradient magnitude of the log
+            luminance, spread along the motion. The generator computes that map (Sobel magnitude of the log
+            luminance, box-averaged over `edge_prior_spread` pixels, divided by its per-image maximum like the
+            max-normalised count representation) and its learned layers add a residual to it before the output
+            activation (at a zero residual the output is the prior). The branch has no parameters, so the state
+            dict is the same with or without it. Expects images with values in [0, 1]. `"none"`: no prior.
+        edge_prior_spread (`int`, *optional*, defaults to 3): odd side of the box filter spreading the edge map
+            over the sensor motion (about the saccade amplitude in pixels; 1: no spreading).
     """
 
     model_type = "bmr_generator"
@@ -48,6 +59,8 @@ class BMRGeneratorConfig(PreTrainedConfig):
     norm: str = "instance"
     output_activation: str = "none"
     init_std: float = 0.02
+    edge_prior: str = "none"
+    edge_prior_spread: int = 3
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -59,6 +72,10 @@ class BMRGeneratorConfig(PreTrainedConfig):
             )
         _check_choice(self, "norm", NORMS)
         _check_choice(self, "output_activation", OUTPUT_ACTIVATIONS)
+        _check_choice(self, "edge_prior", EDGE_PRIORS)
+        spread = self.edge_prior_spread
+        if isinstance(spread, bool) or not isinstance(spread, int) or spread < 1 or spread % 2 == 0:
+            raise ValueError(f"BMRGeneratorConfig: edge_prior_spread must be a positive odd int, got {spread!r}")
 
 
 class PatchGANDiscriminatorConfig(PreTrainedConfig):

@@ -102,12 +102,70 @@ class _ResidualBlock(nn.Module):
         return x + self.block(x)
 
 
+_LOG_EPS = 1e-2  # log(L + eps): keeps the log finite on black pixels (dark-current floor of the log pixel)
+_PEAK_FLOOR = 1e-3  # log-luminance change per pixel below which an image counts as flat
+_PRIOR_CLAMP = 1e-2  # the prior is clamped to [δ, 1 - δ] before the inverse sigmoid / tanh (finite logits)
+
+
+def log_gradient_event_prior(pixel_values: torch.Tensor, spread: int = 3) -> torch.Tensor:
+    """Event-count prior of images: where the log intensity changes when the sensor moves over the scene.
+
+    An event fires whenever the log intensity at a pixel changes by the contrast threshold; under a small motion
+    v the change is ∇log L · v, so the event count image of a saccade recording is about |∇log L| spread along the
+    motion. This computes the Sobel magnitude of log(luminance + 0.01), box-averages it over `spread` × `spread`
+    pixels and divides every image by its own maximum (as the max-normalised count representation does; at least
+    1e-3 per pixel, so that a nearly flat image stays near 0).
+    Differentiable; a constant image gives 0.
+
+    Args:
+        pixel_values (`torch.Tensor` of shape `(B, C, H, W)`): images with values in [0, 1] (negative values are
+            clamped to 0); 3 channels are read as RGB (Rec. 601 luma), other counts by their mean.
+        spread (`int`, *optional*, defaults to 3): odd box-filter side, about the sensor motion in pixels.
+
+    Returns:
+        `torch.Tensor` of shape `(B, 1, H, W)` with values in [0, 1].
+    """
+    if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4 or pixel_values.shape[1] < 1:
+        shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
+        raise ValueError(f"log_gradient_event_prior: pixel_values must be (B, C, H, W), got {shape}")
+    if not pixel_values.is_floating_point():
+        raise ValueError(f"log_gradient_event_prior: pixel_values must be floating point, got {pixel_values.dtype}")
+    if isinstance(spread, bool) or not isinstance(spread, int) or spread < 1 or spread % 2 == 0:
+        raise ValueError(f"log_gradient_event_prior: spread must be a positive odd int, got {spread!r}")
+    x = pixel_values.clamp(min=0.0)
+    if x.shape[1] == 3:
+        luma = x.new_tensor((0.299, 0.587, 0.114)).view(1, 3, 1, 1)
+        luminance = (x * luma).sum(dim=1, keepdim=True)  # (B, 1, H, W)
+    else:
+        luminance = x.mean(dim=1, keepdim=True)  # (B, 1, H, W)
+    log_l = torch.log(luminance + _LOG_EPS)
+    # Sobel as separable slices (central difference, [1, 2, 1] / 8 smoothing across it): exactly 0 on flat regions.
+    padded = F.pad(log_l, (1, 1, 1, 1), mode="replicate")  # (B, 1, H + 2, W + 2), a border is no edge
+    dx = padded[..., :, 2:] - padded[..., :, :-2]  # (B, 1, H + 2, W)
+    dy = padded[..., 2:, :] - padded[..., :-2, :]  # (B, 1, H, W + 2)
+    gx = (dx[..., :-2, :] + 2.0 * dx[..., 1:-1, :] + dx[..., 2:, :]) / 8.0  # (B, 1, H, W)
+    gy = (dy[..., :-2] + 2.0 * dy[..., 1:-1] + dy[..., 2:]) / 8.0  # (B, 1, H, W)
+    square = gx.square() + gy.square()  # (B, 1, H, W)
+    # Exactly 0 where the image is flat, with a zero (not infinite) gradient there.
+    magnitude = torch.where(square > 0, square.clamp(min=1e-12).sqrt(), torch.zeros_like(square))
+    if spread > 1:
+        magnitude = F.avg_pool2d(magnitude, spread, stride=1, padding=spread // 2, count_include_pad=False)
+    # Max-normalised; the floor keeps a nearly flat image (log contrast far below any event threshold) near 0.
+    peak = magnitude.amax(dim=(2, 3), keepdim=True).clamp(min=_PEAK_FLOOR)  # (B, 1, 1, 1)
+    return (magnitude / peak).clamp(0.0, 1.0)
+
+
 class BMRGenerator(_TranslationPreTrainedModel):
     """ResNet-style encoder-decoder translating one modality into the other (any input size).
 
     Stem (7x7) → `num_downsampling` stride-2 3x3 convs → residual blocks → as many (bilinear upsampling, 3x3 conv)
     stages (no transposed convolutions: they leave checkerboard artefacts) → 7x7 conv to `out_channels`.
     Inputs whose size is not a multiple of 2**num_downsampling are reflection-padded and cropped back.
+
+    With `config.edge_prior="log_gradient"` (image → events), the layers learn a residual on the fixed prior
+    `log_gradient_event_prior(pixel_values)`: `generated = activation(layers(x) + activation⁻¹(prior))`, the
+    prior clamped to [0.01, 0.99] first for the sigmoid / tanh inverses (with `"tanh"` the prior's [0, 1] maps to
+    [-1, 1], with `"none"` it is added as is).
     """
 
     config: BMRGeneratorConfig
@@ -153,12 +211,23 @@ class BMRGenerator(_TranslationPreTrainedModel):
             mode = "reflect" if pad_h < height and pad_w < width else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
         out = self.layers(x)[..., :height, :width]  # (B, out_channels, H, W)
+        if self.config.edge_prior == "log_gradient":
+            prior = log_gradient_event_prior(pixel_values, self.config.edge_prior_spread)  # (B, 1, H, W)
+            out = out + self._pre_activation(prior)  # broadcast over the output channels (both polarities)
         if self.config.output_activation == "tanh":
             out = torch.tanh(out)
         elif self.config.output_activation == "sigmoid":
             out = torch.sigmoid(out)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         return BMRGeneratorOutput(generated=out) if return_dict else (out,)
+
+    def _pre_activation(self, prior: torch.Tensor) -> torch.Tensor:
+        """The value before the output activation that the activation maps to `prior` (in [0, 1])."""
+        activation = self.config.output_activation
+        if activation == "none":
+            return prior
+        p = prior.clamp(_PRIOR_CLAMP, 1.0 - _PRIOR_CLAMP)
+        return torch.logit(p) if activation == "sigmoid" else torch.atanh(2.0 * p - 1.0)
 
 
 class PatchGANDiscriminator(_TranslationPreTrainedModel):
@@ -228,4 +297,5 @@ __all__ = [
     "ModalityClassifierOutput",
     "PatchGANDiscriminator",
     "PatchGANOutput",
+    "log_gradient_event_prior",
 ]

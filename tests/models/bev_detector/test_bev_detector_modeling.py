@@ -197,3 +197,19 @@ def test_depth_supervision_adds_a_depth_term_from_the_lidar_points(contract_batc
     assert "depth_loss" not in plain(points=contract_batch["points"], **inputs).loss_dict
     with pytest.raises(ValueError, match="depth_loss_weight"):
         tiny_config(BEVDetectorConfig, TINY_PRESETS["camera"], depth_loss_weight=-1.0)
+
+
+@pytest.mark.parametrize("modality", ["pillar", "camera"])
+def test_trains_under_bfloat16_autocast_with_float32_losses(modality, contract_batch):
+    """`bf16: true` recipes run the forward under CPU autocast: the losses (focal, L1, depth) stay float32 and
+    finite, the depth targets' geometry too, and every parameter still gets a gradient."""
+    config = tiny_config(BEVDetectorConfig, TINY_PRESETS[modality], depth_loss_weight=3.0)
+    model = BEVDetectorForObjectDetection(config).train()
+    inputs = _inputs(contract_batch, modality)
+    inputs["points"] = contract_batch["points"]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(**inputs)
+    assert out.heatmap_logits.dtype == torch.bfloat16  # the convs did run in bf16
+    assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in out.loss_dict.values())
+    check_gradients_reach_all_parameters(model, out.loss)

@@ -17,8 +17,9 @@ SMALL_PRESETS = {
     "lidar": "bev_lidar_pillar_nuscenes_small",
     "camera": "bev_camera_nuscenes_small",
     "fusion": "bev_fusion_pillar_nuscenes_small",
+    "camera_depth": "bev_camera_depth_nuscenes_small",  # + LiDAR depth supervision at training time
 }
-MODALITIES = {"lidar": ["lidar"], "camera": ["camera"], "fusion": ["lidar", "camera"]}
+MODALITIES = {"lidar": ["lidar"], "camera": ["camera"], "fusion": ["lidar", "camera"], "camera_depth": ["camera"]}
 CAMERA_KEYS = ("images", "intrinsics", "image_aug_matrix", "camera_to_lidar")
 
 
@@ -92,3 +93,25 @@ def test_small_recipe_parses_and_points_at_the_trainval(modality, tmp_path):
     config = script.resolve_student_config(script_args.student_config)
     assert sorted(config.modalities) == sorted(MODALITIES[modality])
     assert config.bev_shape == (128, 128)
+    assert (config.depth_loss_weight > 0) == (modality == "camera_depth")
+
+
+def test_fusion_from_lidar_recipe_starts_from_what_the_lidar_recipe_writes(tmp_path):
+    script = _load_script()
+    lidar_args, lidar_training = script.parse_arguments(
+        ["--config", str(HUB_CONFIGS / "recipes" / "bev_lidar_supervised_small.yaml")]
+    )
+    fusion_args, fusion_training = script.parse_arguments(
+        ["--config", str(HUB_CONFIGS / "recipes" / "bev_fusion_from_lidar_small.yaml"), "--output_dir", str(tmp_path)]
+    )
+    assert fusion_args.student_init == lidar_training.output_dir and not fusion_args.student_init_strict
+    assert fusion_args.student_config == SMALL_PRESETS["fusion"]
+    lidar = script.resolve_student_config(lidar_args.student_config)
+    fusion = script.resolve_student_config(fusion_args.student_config)
+    # What load_matching_weights transfers must have the same shapes: same encoder, grid, backbone and head.
+    torch.manual_seed(0)
+    lidar_state = BEVDetectorForObjectDetection(lidar).state_dict()
+    fusion_state = BEVDetectorForObjectDetection(fusion).state_dict()
+    shared = [k for k in lidar_state if k in fusion_state]
+    assert len(shared) == len(lidar_state)
+    assert all(lidar_state[k].shape == fusion_state[k].shape for k in shared)

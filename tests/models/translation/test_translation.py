@@ -14,6 +14,7 @@ from hf_crossdistill.models.translation import (
     ModalityClassifierConfig,
     PatchGANDiscriminator,
     PatchGANDiscriminatorConfig,
+    log_gradient_event_prior,
 )
 
 
@@ -120,3 +121,50 @@ def test_paper_size_presets_on_meta_device(capsys):
     # CycleGAN's 9-block ResNet generator has 11.4 M parameters, the 70x70 PatchGAN 2.8 M.
     assert 11.0e6 < counts["bmr_generator_events_to_image"] < 11.6e6
     assert 2.7e6 < counts["bmr_discriminator_image"] < 2.8e6
+
+
+def test_log_gradient_prior_is_zero_on_flat_images_and_fires_on_edges():
+    flat = torch.full((2, 3, 16, 20), 0.4)
+    assert log_gradient_event_prior(flat).abs().max() == 0
+    # A vertical step edge between columns 9 and 10: the prior peaks (1) on the edge, is 0 away from it.
+    step = torch.full((1, 3, 16, 20), 0.2)
+    step[..., 10:] = 0.9
+    prior = log_gradient_event_prior(step, spread=1)
+    assert prior.shape == (1, 1, 16, 20) and prior.min() >= 0
+    assert prior[0, 0, :, 9:11].min() == 1.0 and prior[0, 0, :, :8].max() == 0 and prior[0, 0, :, 12:].max() == 0
+    # Spreading widens the band (the sensor moves over the edge); the same contrast in log gives the same map.
+    assert (log_gradient_event_prior(step, spread=5)[0, 0, 0] > 0).sum() > (prior[0, 0, 0] > 0).sum()
+    torch.testing.assert_close(log_gradient_event_prior(step * 0.5), log_gradient_event_prior(step), atol=0.05, rtol=0)
+    # Gray inputs of any channel count; differentiable with finite gradients, also where the image is flat.
+    gray = step.mean(dim=1, keepdim=True).requires_grad_(True)
+    log_gradient_event_prior(gray).sum().backward()
+    assert torch.isfinite(gray.grad).all() and gray.grad.abs().sum() > 0
+    for bad, match in ((torch.rand(3, 8, 8), "must be"), (torch.ones(1, 1, 8, 8, dtype=torch.long), "floating")):
+        with pytest.raises(ValueError, match=match):
+            log_gradient_event_prior(bad)
+    with pytest.raises(ValueError, match="spread"):
+        log_gradient_event_prior(flat, spread=2)
+
+
+def test_edge_prior_switch_keeps_the_state_dict_and_starts_from_the_prior():
+    preset = "bmr_generator_image_to_events_tiny"
+    assert BMRGeneratorConfig().edge_prior == "none"  # default off: old presets and checkpoints unchanged
+    torch.manual_seed(0)
+    plain = _generator(preset).eval()
+    torch.manual_seed(0)
+    prior = _generator(preset, edge_prior="log_gradient", edge_prior_spread=3).eval()
+    assert plain.state_dict().keys() == prior.state_dict().keys()  # the branch has no parameters or buffers
+    prior.load_state_dict(plain.state_dict(), strict=True)
+    x = torch.rand(2, 3, 24, 30)
+    assert not torch.allclose(plain(x).generated, prior(x).generated)
+    check_gradients_reach_all_parameters(prior.train(), prior(x).generated.square().mean())
+    check_save_load_round_trip(prior, {"pixel_values": x})
+    # With a zero residual the generator draws the prior itself (in both polarity channels).
+    with torch.no_grad():
+        prior.layers[-1].weight.zero_()
+        prior.layers[-1].bias.zero_()
+    expected = log_gradient_event_prior(x, 3).clamp(0.01, 0.99).expand(-1, 2, -1, -1)
+    torch.testing.assert_close(prior.eval()(x).generated, expected)
+    for bad in ({"edge_prior": "sobel"}, {"edge_prior_spread": 4}, {"edge_prior_spread": 0}):
+        with pytest.raises(ValueError, match="edge_prior"):
+            BMRGeneratorConfig(**bad)
