@@ -116,6 +116,12 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     return recipe
 
 
+def _has_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+
+
 def parse_arguments(argv: list[str] | None = None):
     """(script_args, training_args) from `--config <recipe>` defaults overridden by the other CLI arguments."""
     from transformers import HfArgumentParser
@@ -136,6 +142,11 @@ def parse_arguments(argv: list[str] | None = None):
     if unknown:
         raise ValueError(f"recipe has unknown keys {unknown}")
     parser.set_defaults(**recipe)
+    if recipe.get("bf16") and "--use_cpu" not in argv and not _has_accelerator():
+        # transformers refuses bf16 without an accelerator unless use_cpu is set; on a CPU-only machine a bf16
+        # recipe means CPU autocast (fast on CPUs with AVX512-BF16 / AMX), so say so instead of failing.
+        print("[distill] bf16 recipe on a machine without an accelerator: training on the CPU (use_cpu=True)")
+        parser.set_defaults(use_cpu=True)
     script_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     if script_args.student_config is None:
         raise SystemExit("student_config is required (in the recipe or --student_config)")

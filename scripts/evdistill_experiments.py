@@ -19,7 +19,10 @@ What runs (every run is `run_evdistill` on a recipe of hub_configs/recipes/ with
    - `PI+AG+DA`        + distribution adaptation (paper "DM": eq. 5, 6); still no S_aps
    - `PI+AG+DA+MD`     + S_aps with eq. 4 and mutual distillation (paper "ML", eq. 8) = full EvDistill
    - `w/o BMR`         full EvDistill without the generators / discriminators (`use_bmr=False`)
-4. per seed, recognition: EvDistill S_ev (events only, no S_aps) → top-1 on the N-Caltech-like test split.
+4. per seed, recognition: EvDistill S_ev (events only, no S_aps) → top-1 on the N-Caltech-like test split, for
+   `evdistill_ncaltech_tiny` as it is and for the earlier recipes as overrides of it (`RECOGNITION_VARIANTS`:
+   before the event-camera priors, `BEFORE_EDGE_PRIOR`; the previous recipe, `PREVIOUS_RECOGNITION`), plus the
+   reference S_ev trained WITH the event labels.
 5. per seed, MVSEC-like segmentation (MVSEC ``*_data.hdf5`` files at 346 x 260, scored on the generator's sidecar
    labels): full EvDistill (`evdistill_mvsec_tiny`) vs the pseudo-label baseline, with the DDD17-like teacher.
 
@@ -88,6 +91,24 @@ GROUPS = ("segmentation", "recognition", "mvsec")
 PREVIOUS_RECOGNITION = {
     "bmr_warmup_steps": 0, "dsc_trains_generator": True, "lambda_bmr_cycle": 10.0, "generator_base_channels": 8,
     "discriminator_base_channels": 8, "discriminator_layers": 2,
+}  # fmt: skip
+# The recognition recipe before the event-camera priors (no edge prior in G_S→T, no event augmentation, student CE
+# training G_S→T): the figures of docs/RESULTS.md before them.
+BEFORE_EDGE_PRIOR = {
+    "generator_events_edge_prior": "none", "event_pixel_dropout": 0.0, "event_max_shift": 0,
+    "detach_translated_source": False,
+}  # fmt: skip
+# Recognition rows (every one on evdistill_ncaltech_tiny): variant -> (run folder prefix, overrides, table label).
+RECOGNITION_VARIANTS = {
+    "recognition": ("rec_evdistill_edge_prior", {}, "EvDistill S_ev (no event labels)"),
+    "recognition_no_edge_prior": (
+        "rec_evdistill", BEFORE_EDGE_PRIOR,
+        "EvDistill S_ev, recipe before the event priors (no edge prior, no event augmentation, CE trains G_S→T)",
+    ),
+    "recognition_previous_recipe": (
+        "rec_previous_recipe", {**PREVIOUS_RECOGNITION, **BEFORE_EDGE_PRIOR},
+        "EvDistill S_ev, previous recipe (no warm-up, eq. 3 trains G_T→S, cycle 10, small PatchGAN)",
+    ),
 }  # fmt: skip
 REUSE_FINISHED_RUNS = True  # set by --rerun
 
@@ -239,22 +260,15 @@ def run_all(args: argparse.Namespace) -> list[dict]:
             )  # fmt: skip
             log[-1]["variant"] = variant
         if _wanted(args, "recognition"):
-            _run(
-                f"recognition seed {seed}",
-                _recipe("evdistill_ncaltech_tiny"),
-                {**_common(args, out / f"rec_evdistill_seed{seed}", seed, args.recognition_steps), **rec_root,
-                 "teacher_model_name_or_path": str(t_rec)},
-                log,
-            )  # fmt: skip
-            log[-1]["variant"] = "recognition"
-            _run(
-                f"recognition previous recipe seed {seed}",
-                _recipe("evdistill_ncaltech_tiny"),
-                {**_common(args, out / f"rec_previous_recipe_seed{seed}", seed, args.recognition_steps),
-                 **rec_root, **PREVIOUS_RECOGNITION, "teacher_model_name_or_path": str(t_rec)},
-                log,
-            )  # fmt: skip
-            log[-1]["variant"] = "recognition_previous_recipe"
+            for variant, (prefix, overrides, _) in RECOGNITION_VARIANTS.items():
+                _run(
+                    f"{variant.replace('_', ' ')} seed {seed}",
+                    _recipe("evdistill_ncaltech_tiny"),
+                    {**_common(args, out / f"{prefix}_seed{seed}", seed, args.recognition_steps), **rec_root,
+                     **overrides, "teacher_model_name_or_path": str(t_rec)},
+                    log,
+                )  # fmt: skip
+                log[-1]["variant"] = variant
             supervised_event_reference(
                 data["ncaltech"], out / f"rec_supervised_reference_seed{seed}", seed, args.recognition_steps, log
             )
@@ -392,14 +406,11 @@ def markdown(log: list[dict], args: argparse.Namespace) -> str:
             "",
             "| Recognition (N-Caltech-like, events only, no S_aps) | top-1 (%) |",
             "|---|---|",
-            f"| EvDistill S_ev (no event labels) | {_mean_std([r['eval']['accuracy'] for r in rec])} |",
         ]
-        previous = by_variant.get("recognition_previous_recipe", [])
-        if previous:
-            lines.append(
-                "| EvDistill S_ev, previous recipe (no warm-up, eq. 3 trains G_T→S, cycle 10, small PatchGAN) | "
-                f"{_mean_std([r['eval']['accuracy'] for r in previous])} |"
-            )
+        for variant, (_, _, label) in RECOGNITION_VARIANTS.items():
+            runs = by_variant.get(variant, [])
+            if runs:
+                lines.append(f"| {label} | {_mean_std([r['eval']['accuracy'] for r in runs])} |")
         ref = by_variant.get("recognition_supervised_reference", [])
         if ref:
             lines.append(

@@ -115,3 +115,12 @@ def test_fusion_from_lidar_recipe_starts_from_what_the_lidar_recipe_writes(tmp_p
     shared = [k for k in lidar_state if k in fusion_state]
     assert len(shared) == len(lidar_state)
     assert all(lidar_state[k].shape == fusion_state[k].shape for k in shared)
+
+
+def test_bf16_recipe_trains_on_the_cpu_without_an_accelerator(tmp_path):
+    """transformers refuses `bf16` without a GPU unless `use_cpu` is set; the script sets it for a bf16 recipe."""
+    script = _load_script()
+    recipe = HUB_CONFIGS / "recipes" / "bev_camera_depth_supervised_small.yaml"
+    _, training_args = script.parse_arguments(["--config", str(recipe), "--output_dir", str(tmp_path)])
+    assert training_args.bf16
+    assert training_args.use_cpu == (not script._has_accelerator())
