@@ -101,6 +101,10 @@ BEFORE_EDGE_PRIOR = {
 # Recognition rows (every one on evdistill_ncaltech_tiny): variant -> (run folder prefix, overrides, table label).
 RECOGNITION_VARIANTS = {
     "recognition": ("rec_evdistill_edge_prior", {}, "EvDistill S_ev (no event labels)"),
+    "recognition_edge_prior_only": (
+        "rec_edge_prior_only", {"detach_translated_source": False, "event_pixel_dropout": 0.0, "event_max_shift": 0},
+        "EvDistill S_ev, edge prior only (CE trains G_S→T, no event augmentation)",
+    ),
     "recognition_no_edge_prior": (
         "rec_evdistill", BEFORE_EDGE_PRIOR,
         "EvDistill S_ev, recipe before the event priors (no edge prior, no event augmentation, CE trains G_S→T)",
