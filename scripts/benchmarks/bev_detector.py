@@ -143,7 +143,7 @@ def _train_step_worker(
         "preset": preset,
         "overrides": overrides,
         "batch": batch,
-        "points_per_sample": points if "lidar" in config.modalities else 0,
+        "points_per_sample": points if "points" in inputs else 0,
         "step_s": seconds,
         "parameters_M": sum(p.numel() for p in model.parameters()) / 1e6,
     }
