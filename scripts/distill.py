@@ -117,9 +117,9 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
 
 
 def _has_accelerator() -> bool:
-    import torch
+    from hf_crossdistill.distill._arguments import has_accelerator
 
-    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+    return has_accelerator()
 
 
 def parse_arguments(argv: list[str] | None = None):
@@ -127,6 +127,7 @@ def parse_arguments(argv: list[str] | None = None):
     from transformers import HfArgumentParser
 
     from hf_crossdistill.distill import UniDistillConfig
+    from hf_crossdistill.distill._arguments import set_recipe_defaults
 
     argv = list(sys.argv[1:] if argv is None else argv)
     recipe: dict[str, Any] = {}
@@ -141,12 +142,7 @@ def parse_arguments(argv: list[str] | None = None):
     unknown = sorted(set(recipe) - known)
     if unknown:
         raise ValueError(f"recipe has unknown keys {unknown}")
-    parser.set_defaults(**recipe)
-    if recipe.get("bf16") and "--use_cpu" not in argv and not _has_accelerator():
-        # transformers refuses bf16 without an accelerator unless use_cpu is set; on a CPU-only machine a bf16
-        # recipe means CPU autocast (fast on CPUs with AVX512-BF16 / AMX), so say so instead of failing.
-        print("[distill] bf16 recipe on a machine without an accelerator: training on the CPU (use_cpu=True)")
-        parser.set_defaults(use_cpu=True)
+    set_recipe_defaults(parser, recipe, argv)
     script_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     if script_args.student_config is None:
         raise SystemExit("student_config is required (in the recipe or --student_config)")
@@ -231,19 +227,17 @@ def main(argv: list[str] | None = None) -> int:
         student = load_pretrained_strict(BEVDetectorForObjectDetection, script_args.student_init)
         if student.config.to_dict() != config.to_dict():
             raise ValueError(f"student_init {script_args.student_init} has a different config than student_config")
-    elif script_args.student_init is not None:
-        torch.manual_seed(training_args.seed)
-        student = BEVDetectorForObjectDetection(config)
-        report = load_matching_weights(student, script_args.student_init)
-        fresh = sorted({k.split(".")[0] + "." + k.split(".")[1] for k in report["not_in_checkpoint"]})
-        print(
-            f"[distill] student_init {script_args.student_init}: {len(report['loaded'])} tensors loaded; "
-            f"newly initialised: {fresh or 'nothing'}; checkpoint tensors not used: "
-            f"{len(report['not_in_model']) + len(report['shape_mismatched'])}"
-        )
     else:
         torch.manual_seed(training_args.seed)
         student = BEVDetectorForObjectDetection(config)
+        if script_args.student_init is not None:
+            report = load_matching_weights(student, script_args.student_init)
+            fresh = sorted({".".join(k.split(".")[:2]) for k in report["not_in_checkpoint"]})
+            print(
+                f"[distill] student_init {script_args.student_init}: {len(report['loaded'])} tensors loaded; "
+                f"newly initialised: {fresh or 'nothing'}; checkpoint tensors not used: "
+                f"{len(report['not_in_model']) + len(report['shape_mismatched'])}"
+            )
     student = maybe_sync_batchnorm(student, training_args, script_args.sync_batchnorm)
     teacher = None
     if training_args.teacher_model_name_or_path is not None:

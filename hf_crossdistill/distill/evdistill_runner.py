@@ -135,6 +135,7 @@ def parse_evdistill_arguments(recipe: dict[str, Any], cli_overrides: list[str] |
     """
     from transformers import HfArgumentParser, TrainingArguments
 
+    from ._arguments import set_recipe_defaults
     from .evdistill_config import EvDistillConfig
 
     if not isinstance(recipe, dict):
@@ -158,7 +159,7 @@ def parse_evdistill_arguments(recipe: dict[str, Any], cli_overrides: list[str] |
     unknown = sorted(set(recipe) - known)
     if unknown:
         raise ValueError(f"recipe has unknown keys {unknown} for method {method!r}")
-    parser.set_defaults(**recipe)
+    set_recipe_defaults(parser, recipe, argv)
     if method == "supervised":
         parser.set_defaults(remove_unused_columns=False)  # the collator below picks the keys itself
     script_args, training_args = parser.parse_args_into_dataclasses(args=argv)

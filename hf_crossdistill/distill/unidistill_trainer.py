@@ -105,12 +105,13 @@ def load_matching_weights(module: nn.Module, path: str | os.PathLike) -> dict[st
         raise FileNotFoundError(f"student_init {path!r}: not a save_pretrained folder")
     state = _read_safetensors_folder(folder)
     expected = module.state_dict()
-    loaded = sorted(k for k in state if k in expected and tuple(state[k].shape) == tuple(expected[k].shape))
+    common = set(state) & set(expected)
+    loaded = sorted(k for k in common if state[k].shape == expected[k].shape)
     report = {
         "loaded": loaded,
         "not_in_checkpoint": sorted(set(expected) - set(state)),
         "not_in_model": sorted(set(state) - set(expected)),
-        "shape_mismatched": sorted(k for k in set(state) & set(expected) if k not in set(loaded)),
+        "shape_mismatched": sorted(common - set(loaded)),
     }
     if not loaded:
         raise ValueError(f"student_init {folder}: no tensor matches {type(module).__name__} by name and shape")

@@ -85,3 +85,12 @@ def test_recipe_is_valid(path, tmp_path):
         assert set(recipe["source_dataset"]) <= params, f"{path.name}: bad source_dataset keys"
         expected_kind = "segmentation" if recipe["task"] == "segmentation" else "classification"
         assert recipe["source_dataset"]["kind"] == expected_kind
+
+
+def test_bf16_recipe_trains_on_the_cpu_without_an_accelerator(tmp_path):
+    """The same recipe rule as scripts/distill.py: a bf16 recipe without a GPU runs CPU autocast."""
+    from hf_crossdistill.distill._arguments import has_accelerator
+
+    recipe = yaml.safe_load((HUB_CONFIGS / "recipes" / "evdistill_ncaltech_tiny.yaml").read_text())
+    _, training_args = parse_evdistill_arguments({**recipe, "bf16": True}, ["--output_dir", str(tmp_path)])
+    assert training_args.bf16 and training_args.use_cpu == (not has_accelerator())

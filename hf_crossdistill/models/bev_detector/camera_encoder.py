@@ -340,10 +340,9 @@ def lidar_depth_targets(
     batch_index = points[:, 0].long()  # (P,)
     if len(points) and (batch_index.min() < 0 or batch_index.max() >= b):
         raise ValueError(f"points carry batch indices outside [0, {b})")
-    xyz1 = torch.cat([points[:, 1:4], torch.ones_like(points[:, :1])], dim=1)  # (P, 4)
+    xyz1 = torch.cat([points[:, 1:4], torch.ones_like(points[:, :1])], dim=1).float()  # (P, 4)
     # One GEMM per sample (B is the batch size, not a point loop): gathering a (4, 4) matrix per point and
     # camera would move P·N·16 floats.
-    xyz1 = xyz1.float()
     projected = torch.empty(len(points), n, 4, device=device)  # (P, N, 4)
     with torch.autocast(device_type=device.type, enabled=False):  # geometry stays float32 under mixed precision
         for sample in range(b):
@@ -381,10 +380,10 @@ def depth_loss(depth_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor
             f"depth_loss: depth_logits (B, N, D, h, w) {tuple(depth_logits.shape)} and target (B, N, h, w) "
             f"{tuple(target.shape)} do not agree"
         )
-    if not (target >= 0).any():
-        return 0.0 * depth_logits.sum()
     logits = depth_logits.float().permute(0, 1, 3, 4, 2).reshape(-1, depth_logits.shape[2])  # (B·N·h·w, D)
-    return F.cross_entropy(logits, target.reshape(-1), ignore_index=-1)
+    total = F.cross_entropy(logits, target.reshape(-1), ignore_index=-1, reduction="sum")
+    # Mean over the cells with a target, without a host sync; 0 (still in the graph) when there is none.
+    return total / (target >= 0).sum().clamp(min=1)
 
 
 def check_camera_inputs(
