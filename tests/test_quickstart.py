@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from testing_utils import load_script
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_quickstart():
-    spec = importlib.util.spec_from_file_location("quickstart_script", REPO_ROOT / "scripts" / "quickstart.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(REPO_ROOT / "scripts" / "quickstart.py", "quickstart_script")
 
 
 def test_quickstart_arguments_are_validated():

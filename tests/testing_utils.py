@@ -5,16 +5,29 @@ Real classes at tiny size, no mocks (the diffusers testing style).
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HUB_CONFIGS = REPO_ROOT / "hub_configs"
+
+
+def load_script(path: str | Path, name: str) -> ModuleType:
+    """Import a script (or Space app) by path as module `name`, registered in `sys.modules` first so that the
+    dataclasses it defines can resolve their module while it executes."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_preset(name: str) -> dict[str, Any]:

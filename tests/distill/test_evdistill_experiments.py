@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
 
-from testing_utils import HUB_CONFIGS
+from testing_utils import HUB_CONFIGS, load_script
 
 SCRIPT = HUB_CONFIGS.parent / "scripts" / "evdistill_experiments.py"
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("evdistill_experiments", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "evdistill_experiments")
 
 
 def test_markdown_table_aggregates_seeds():

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import numpy as np
 import pytest
 import torch
 import yaml
 from PIL import Image
-from testing_utils import HUB_CONFIGS
+from testing_utils import HUB_CONFIGS, load_script
 from transformers import AutoConfig, AutoModel, TrainingArguments
 
 from hf_crossdistill.distill.evdistill_config import EvDistillConfig
@@ -130,11 +128,7 @@ def test_evaluate_matches_one_confusion_matrix_over_the_split():
 
 
 def _load_distill_script():
-    spec = importlib.util.spec_from_file_location("distill_script", REPO_ROOT / "scripts" / "distill.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module while the script is executed
-    spec.loader.exec_module(module)
-    return module
+    return load_script(REPO_ROOT / "scripts" / "distill.py", "distill_script")
 
 
 @pytest.mark.slow

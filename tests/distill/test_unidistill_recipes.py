@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
+from testing_utils import load_script as load_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -22,11 +22,7 @@ PAPER = {
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("distill_script", REPO_ROOT / "scripts" / "distill.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_module(REPO_ROOT / "scripts" / "distill.py", "distill_script")
 
 
 def test_all_four_paths_have_tiny_and_paper_recipes():

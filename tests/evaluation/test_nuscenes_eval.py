@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from testing_utils import load_script
 
 from hf_crossdistill.data.nuscenes import (
     NUSCENES_CLASSES,
@@ -206,11 +207,7 @@ def test_submission_keeps_the_top_scoring_boxes_when_over_the_limit(synthetic_ro
 
 
 def test_evaluate_cli_scores_a_predictions_file(synthetic_root, gt_predictions, tmp_path, repo_root, capsys):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("evaluate_cli", repo_root / "scripts" / "evaluate.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = load_script(repo_root / "scripts" / "evaluate.py", "evaluate_cli")
     path = tmp_path / "predictions.json"
     path.write_text(
         json.dumps({t: {k: np.asarray(v).tolist() for k, v in p.items()} for t, p in gt_predictions.items()})

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from testing_utils import load_script
 
 from hf_crossdistill.data.events import Events, read_events, write_events
 from hf_crossdistill.visualization import DDD17_PALETTE, render_event_frame
@@ -25,11 +25,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 
 def _load_app():
-    spec = importlib.util.spec_from_file_location("hf_crossdistill_space_app", SPACE_DIR / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SPACE_DIR / "app.py", "hf_crossdistill_space_app")
 
 
 @pytest.fixture(scope="module")

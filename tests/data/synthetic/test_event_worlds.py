@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from testing_utils import load_script
 
 from hf_crossdistill.data.events import read_events
 from hf_crossdistill.data.events.datasets import DSEC_TO_DDD17_LABELS
@@ -240,13 +241,7 @@ def test_bad_arguments_are_rejected(tmp_path, fn, kwargs, match):
 
 
 def test_cli_generates_every_kind(tmp_path, repo_root, capsys):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "make_synthetic_events", repo_root / "scripts" / "make_synthetic_events.py"
-    )
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = load_script(repo_root / "scripts" / "make_synthetic_events.py", "make_synthetic_events")
     assert cli.main(["recognition-source", str(tmp_path / "rs"), "--tiny", "--num-classes", "2"]) == 0
     assert sorted(p.name for p in (tmp_path / "rs").iterdir() if p.is_dir()) == ["disc", "ring"]
     with pytest.raises(SystemExit):  # exists already: a clean usage error, not a traceback

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pytest
 import torch
 from bev_detector_helpers import make_contract_batch
-from testing_utils import HUB_CONFIGS, REPO_ROOT
+from testing_utils import HUB_CONFIGS, REPO_ROOT, load_script
 from transformers import AutoConfig
 
 from hf_crossdistill.models.bev_detector import BEVDetectorConfig, BEVDetectorForObjectDetection
@@ -71,11 +68,7 @@ def test_small_preset_builds_and_trains_one_step(modality):
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("distill_script_small", REPO_ROOT / "scripts" / "distill.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script(REPO_ROOT / "scripts" / "distill.py", "distill_script_small")
 
 
 @pytest.mark.parametrize("modality", list(SMALL_PRESETS))
