@@ -15,6 +15,7 @@ collator-friendly); use ``.with_format("torch")`` for tensors.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -219,6 +220,34 @@ def _dsec_frames(rec: Path) -> np.ndarray:
     return np.atleast_1d(np.loadtxt(f, dtype=np.int64))
 
 
+def _event_example(
+    rec,
+    rec_name: str,
+    k: int,
+    t_frame: int,
+    *,
+    labels: np.ndarray | None = None,
+    representation: str,
+    representation_kwargs: dict,
+    window_ms: float | None,
+    num_events: int | None,
+    output_size: tuple[int, int] | None,
+) -> dict:
+    """Frame `k`'s example without the APS image: the representation of the events before `t_frame`, then the
+    recording fields. With `labels` ((H', W) int64; DDD17 labels cover the top rows only) the representation is
+    cropped to its H' rows and ``labels`` follows ``events``."""
+    events, window = _window_events(rec, t_frame, window_ms, num_events, k)
+    rep = event_representation(events, representation, window, **representation_kwargs)
+    example = {}
+    if labels is None:
+        example["events"] = _resize(rep, output_size, "bilinear").numpy()
+    else:
+        example["events"] = _resize(rep[:, : labels.shape[0]], output_size, "bilinear").numpy()
+        example["labels"] = _resize(torch.from_numpy(labels)[None], output_size, "nearest")[0].numpy()
+    example.update(recording=rec_name, frame=k, timestamp_us=t_frame, num_events=len(events))
+    return example
+
+
 def _segmentation_examples(
     shards: list[tuple[str, str, int, int, Path | None]],
     *,
@@ -232,13 +261,20 @@ def _segmentation_examples(
     with_images: bool,
     label_set: str,
 ) -> Iterator[dict]:
+    event_example = functools.partial(
+        _event_example,
+        representation=representation,
+        representation_kwargs=representation_kwargs,
+        window_ms=window_ms,
+        num_events=num_events,
+        output_size=output_size,
+    )
     for rec_path, rec_name, f0, f1, label_dir in shards:
         rec_dir = Path(rec_path)
         if layout == "mvsec":
             yield from _mvsec_examples(
                 rec_dir, rec_name, f0, f1, None if label_dir is None else Path(label_dir),
-                sensor_size=sensor_size, representation=representation, representation_kwargs=representation_kwargs,
-                window_ms=window_ms, num_events=num_events, output_size=output_size, with_images=with_images,
+                sensor_size=sensor_size, output_size=output_size, with_images=with_images, event_example=event_example,
             )  # fmt: skip
             continue
         if layout == "ddd17_ess":
@@ -261,17 +297,8 @@ def _segmentation_examples(
                             DSEC_TO_DDD17_LABELS[np.minimum(label, 10)],
                             IGNORE_INDEX,
                         )
-                rows = label.shape[0]  # DDD17 labels cover the top rows only: crop the inputs to them
-                events, window = _window_events(rec, t_label, window_ms, num_events, k)
-                rep = event_representation(events, representation, window, **representation_kwargs)[:, :rows]
-                example = {
-                    "events": _resize(rep, output_size, "bilinear").numpy(),
-                    "labels": _resize(torch.from_numpy(label)[None], output_size, "nearest")[0].numpy(),
-                    "recording": rec_name,
-                    "frame": k,
-                    "timestamp_us": t_label,
-                    "num_events": len(events),
-                }
+                rows = label.shape[0]  # DDD17 labels cover the top rows only: the inputs are cropped to them
+                example = event_example(rec, rec_name, k, t_label, labels=label)
                 if with_images and layout == "ddd17_ess":
                     img = _load_png(rec_dir / "imgs" / f"img_{k:08d}.png").astype(np.float32)[:rows] / 255.0
                     example["image"] = _resize(torch.from_numpy(img)[None], output_size, "bilinear").numpy()
@@ -286,27 +313,19 @@ def _mvsec_examples(
     label_dir: Path | None,
     *,
     sensor_size: tuple[int, int],
-    representation: str,
-    representation_kwargs: dict,
-    window_ms: float | None,
-    num_events: int | None,
     output_size: tuple[int, int] | None,
     with_images: bool,
+    event_example: Callable[..., dict],
 ) -> Iterator[dict]:
-    """Frames f0 .. f1 - 1 of an MVSEC file: events before each APS timestamp, the APS frame, sidecar labels."""
+    """Frames f0 .. f1 - 1 of an MVSEC file: events before each APS timestamp, the APS frame, sidecar labels.
+
+    `event_example`: `_event_example` with the representation options bound (as `_segmentation_examples` makes it).
+    """
     with MvsecRecording(rec_path, sensor_size) as rec:
         times = rec.image_timestamps_us()
         for k in range(f0, f1):
             t_frame = int(times[k])
-            events, window = _window_events(rec, t_frame, window_ms, num_events, k)
-            rep = event_representation(events, representation, window, **representation_kwargs)
-            example = {
-                "events": _resize(rep, output_size, "bilinear").numpy(),
-                "recording": rec_name,
-                "frame": k,
-                "timestamp_us": t_frame,
-                "num_events": len(events),
-            }
+            example = event_example(rec, rec_name, k, t_frame)
             if label_dir is not None:
                 label_file = label_dir / f"{k:06d}.png"
                 if not label_file.is_file():

@@ -202,6 +202,18 @@ def _drive(
     return concatenate_events(chunks, sensor_size), labels, images
 
 
+def _simulator_options(
+    contrast_threshold: float, threshold_sigma: float, refractory_period_us: int, noise_rate_hz: float
+) -> dict:
+    """The `EventSimulator` keyword options shared by the driving generators (the seed is per recording)."""
+    return {
+        "contrast_threshold": contrast_threshold,
+        "threshold_sigma": threshold_sigma,
+        "refractory_period_us": refractory_period_us,
+        "noise_rate_hz": noise_rate_hz,
+    }
+
+
 def _simulate_recording(
     rec_seed: int,
     sensor_size: tuple[int, int],
@@ -282,12 +294,7 @@ def make_synthetic_ddd17(
     _check_positive(num_recordings=num_recordings, duration_s=duration_s, render_fps=render_fps, aps_fps=aps_fps)
     label_rows = int(round(sensor_size[0] * DDD17_LABEL_ROWS / 260))
     period_us = int(round(1e6 / aps_fps))
-    simulator_options = {
-        "contrast_threshold": contrast_threshold,
-        "threshold_sigma": threshold_sigma,
-        "refractory_period_us": refractory_period_us,
-        "noise_rate_hz": noise_rate_hz,
-    }
+    simulator_options = _simulator_options(contrast_threshold, threshold_sigma, refractory_period_us, noise_rate_hz)
     with _atomic_dir(out_dir, overwrite) as root:
         recordings = []
         for k in range(num_recordings):
@@ -349,12 +356,7 @@ def make_synthetic_dsec(
     sensor_size = _check_sensor(sensor_size)
     _check_positive(num_recordings=num_recordings, duration_s=duration_s, render_fps=render_fps, label_fps=label_fps)
     period_us = int(round(1e6 / label_fps))
-    simulator_options = {
-        "contrast_threshold": contrast_threshold,
-        "threshold_sigma": threshold_sigma,
-        "refractory_period_us": refractory_period_us,
-        "noise_rate_hz": noise_rate_hz,
-    }
+    simulator_options = _simulator_options(contrast_threshold, threshold_sigma, refractory_period_us, noise_rate_hz)
     with _atomic_dir(out_dir, overwrite) as root:
         recordings = []
         for k in range(num_recordings):
@@ -426,12 +428,7 @@ def make_synthetic_mvsec(
         raise ValueError(f"time_origin_s must be in [0, 2^31) seconds, got {time_origin_s}")
     origin_us = int(round(time_origin_s * 1e6))
     period_us = int(round(1e6 / aps_fps))
-    simulator_options = {
-        "contrast_threshold": contrast_threshold,
-        "threshold_sigma": threshold_sigma,
-        "refractory_period_us": refractory_period_us,
-        "noise_rate_hz": noise_rate_hz,
-    }
+    simulator_options = _simulator_options(contrast_threshold, threshold_sigma, refractory_period_us, noise_rate_hz)
     with _atomic_dir(out_dir, overwrite) as root:
         recordings = []
         for k in range(num_recordings):
