@@ -208,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from hf_crossdistill.distill import NuScenesEvaluation, UniDistillTrainer
+    from hf_crossdistill.distill._distributed import shutdown_distributed
     from hf_crossdistill.distill.unidistill_trainer import load_matching_weights, load_pretrained_strict
     from hf_crossdistill.models.bev_detector import BEVDetectorForObjectDetection
 
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         recipe = load_recipe(argv[i + 1])
         if is_evdistill_recipe(recipe):
             run_evdistill(recipe, argv[:i] + argv[i + 2 :])
-            _shutdown_distributed()
+            shutdown_distributed()
             return 0
     script_args, training_args = parse_arguments(argv)
     config = resolve_student_config(script_args.student_config)
@@ -282,21 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(training_args.output_dir, "distill_summary.json").write_text(json.dumps(summary, indent=2))
         shown = {k: round(v, 4) for k, v in metrics.items() if k in ("eval_mAP", "eval_NDS")}
         print(f"world_size={summary['world_size']} output_dir={training_args.output_dir} {shown}")
-    _shutdown_distributed()
+    shutdown_distributed()
     return 0
-
-
-def _shutdown_distributed() -> None:
-    """Leave the process group together and tear it down before interpreter exit.
-
-    Left to interpreter shutdown, gloo's threads can be destroyed while still joinable and abort the process
-    ("terminate called without an active exception") after a successful run.
-    """
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

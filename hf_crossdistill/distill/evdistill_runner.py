@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from ._distributed import shutdown_distributed
+
 __all__ = [
     "EVDISTILL_METHODS",
     "EvDistillScriptArguments",
@@ -538,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     if _rank_and_world()[0] == 0:
         print(json.dumps({k: v for k, v in metrics.items() if k != "eval"}, indent=None))
         print(json.dumps(metrics.get("eval", metrics.get("eval_aps", {})), indent=None))
+    shutdown_distributed()
     return 0
 
 

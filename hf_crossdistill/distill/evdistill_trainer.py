@@ -62,6 +62,7 @@ from ..models.translation import (
     PatchGANDiscriminator,
     PatchGANDiscriminatorConfig,
 )
+from ._distributed import destroy_process_group_at_exit
 from ._term_logging import TermLoggingMixin
 from .evdistill_config import EvDistillConfig
 
@@ -477,6 +478,7 @@ class EvDistillTrainer(TermLoggingMixin, Trainer):
         self.teacher.eval()
         self.accelerator.unwrap_model(self.model).set_teacher(self.teacher)
         self._init_term_logging()
+        destroy_process_group_at_exit()
 
     @property
     def wrapper(self) -> EvDistillModel:

@@ -35,6 +35,7 @@ from transformers.modeling_outputs import ModelOutput
 
 from ..losses.unidistill import feature_distillation_loss, relation_distillation_loss, response_distillation_loss
 from ..models.adaptive import BEVAdaptiveLayers, check_same_grid
+from ._distributed import destroy_process_group_at_exit
 from ._term_logging import TermLoggingMixin
 from .unidistill_config import UniDistillConfig
 
@@ -338,6 +339,7 @@ class UniDistillTrainer(TermLoggingMixin, Trainer):
             self.teacher = self.accelerator.prepare_model(teacher, evaluation_mode=True)
             self.teacher.eval()
         self._init_term_logging()
+        destroy_process_group_at_exit()
         self.nuscenes_evaluation = nuscenes_evaluation
         self._eval_predictions: dict[str, dict[str, torch.Tensor]] = {}
         self._nusc = None  # the devkit's tables, loaded once on the main process

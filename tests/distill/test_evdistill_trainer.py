@@ -201,3 +201,12 @@ def test_train_on_tiny_synthetic_ddd17_and_source_images(tmp_path, tiny_ddd17_ro
     logs = [log for log in trainer.state.log_history if "loss" in log]
     assert len(logs) == 2 and all(torch.isfinite(torch.tensor(log["loss"])) for log in logs)
     assert {"loss_bmr_pixel", "loss_md", "loss_da_event", "loss_ce_event"} <= set(logs[0])
+
+
+def test_trainer_registers_the_process_group_exit_hook(tmp_path, monkeypatch):
+    from hf_crossdistill.distill import evdistill_trainer
+
+    calls = []
+    monkeypatch.setattr(evdistill_trainer, "destroy_process_group_at_exit", lambda: calls.append(1))
+    EvDistillTrainer(_deeplab("events"), _args(tmp_path), teacher=_deeplab("image"), train_dataset=_Batches())
+    assert calls == [1]

@@ -289,3 +289,12 @@ def test_load_matching_weights_initialises_a_fusion_detector_from_a_lidar_one(tm
         load_matching_weights(fusion, tmp_path)
     with pytest.raises(FileNotFoundError, match="not a save_pretrained folder"):
         load_matching_weights(fusion, tmp_path / "missing")
+
+
+def test_trainer_registers_the_process_group_exit_hook(tmp_path, monkeypatch):
+    from hf_crossdistill.distill import unidistill_trainer
+
+    calls = []
+    monkeypatch.setattr(unidistill_trainer, "destroy_process_group_at_exit", lambda: calls.append(1))
+    UniDistillTrainer(model=BEVDetectorForObjectDetection(tiny_config("lidar")), args=make_args(tmp_path))
+    assert calls == [1]
