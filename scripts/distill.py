@@ -204,6 +204,17 @@ def maybe_sync_batchnorm(model, training_args, enabled: bool):
     return model
 
 
+# What `save_pretrained` records about a saved model rather than its architecture.
+_SAVE_METADATA_KEYS = frozenset({"architectures", "dtype", "torch_dtype", "transformers_version", "_name_or_path"})
+
+
+def config_differences(saved, wanted) -> dict[str, tuple[Any, Any]]:
+    """`{field: (saved value, wanted value)}` for the architecture fields on which two model configs disagree."""
+    a, b = saved.to_dict(), wanted.to_dict()
+    keys = (set(a) | set(b)) - _SAVE_METADATA_KEYS
+    return {k: (a.get(k), b.get(k)) for k in sorted(keys) if a.get(k) != b.get(k)}
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
@@ -226,8 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     config = resolve_student_config(script_args.student_config)
     if script_args.student_init is not None and script_args.student_init_strict:
         student = load_pretrained_strict(BEVDetectorForObjectDetection, script_args.student_init)
-        if student.config.to_dict() != config.to_dict():
-            raise ValueError(f"student_init {script_args.student_init} has a different config than student_config")
+        differences = config_differences(student.config, config)
+        if differences:
+            raise ValueError(
+                f"student_init {script_args.student_init} has a different config than student_config "
+                f"{script_args.student_config} (checkpoint, student_config): {differences}"
+            )
     else:
         torch.manual_seed(training_args.seed)
         student = BEVDetectorForObjectDetection(config)

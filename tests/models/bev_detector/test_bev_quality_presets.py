@@ -117,3 +117,18 @@ def test_bf16_recipe_trains_on_the_cpu_without_an_accelerator(tmp_path):
     _, training_args = script.parse_arguments(["--config", str(recipe), "--output_dir", str(tmp_path)])
     assert training_args.bf16
     assert training_args.use_cpu == (not script._has_accelerator())
+
+
+def test_strict_student_init_accepts_a_saved_copy_of_the_same_preset(tmp_path):
+    """A `save_pretrained` folder records `architectures` / `dtype`; only architecture fields may differ."""
+    script = _load_script()
+    preset = script.resolve_student_config(SMALL_PRESETS["lidar"])
+    BEVDetectorForObjectDetection(preset).save_pretrained(tmp_path)
+    saved = AutoConfig.from_pretrained(tmp_path)
+    assert saved.architectures == ["BEVDetectorForObjectDetection"]
+    assert script.config_differences(saved, preset) == {}
+    wider = script.resolve_student_config(SMALL_PRESETS["lidar"])
+    wider.high_bev_channels = 2 * preset.high_bev_channels
+    assert script.config_differences(saved, wider) == {
+        "high_bev_channels": (preset.high_bev_channels, wider.high_bev_channels)
+    }
