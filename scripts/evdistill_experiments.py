@@ -27,7 +27,7 @@ What runs (every run is `run_evdistill` on a recipe of hub_configs/recipes/ with
    labels): full EvDistill (`evdistill_mvsec_tiny`) vs the pseudo-label baseline, with the DDD17-like teacher.
 
 `--only` picks what runs: segmentation variant names, or the groups `segmentation`, `recognition`, `mvsec`
-(e.g. ``--only recognition mvsec``). Finished runs (same steps) are reused unless `--rerun`.
+(e.g. ``--only recognition mvsec``). Finished runs (same recipe and overrides) are reused unless `--rerun`.
 
 Results: `<out>/results.json` (every run's metrics) and `<out>/results.md` (mean ± std over seeds).
 """
@@ -35,12 +35,14 @@ Results: `<out>/results.json` (every run's metrics) and `<out>/results.md` (mean
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -179,26 +181,34 @@ def _with_size(recipe: dict, size: list[int]) -> dict:
     return recipe
 
 
-def _finished(out_dir: Path, steps: int) -> dict | None:
-    """The metrics of an earlier run in `out_dir` with the same step count (runs are deterministic by seed)."""
+def run_fingerprint(*parts: Any) -> str:
+    """SHA-256 of the JSON of everything that defines a run (recipe, overrides, ...), key order ignored."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _finished(out_dir: Path, fingerprint: str) -> dict | None:
+    """The metrics of an earlier run in `out_dir` made from the same recipe and overrides (runs are deterministic
+    by seed); a run from another recipe version, or one that recorded no fingerprint, is not reused."""
     from hf_crossdistill.distill.evdistill_runner import METRICS_FILE
 
     path = out_dir / METRICS_FILE
-    if not path.is_file():
+    if not REUSE_FINISHED_RUNS or not path.is_file():
         return None
     metrics = json.loads(path.read_text())
-    return metrics if metrics.get("max_steps") == steps and "wall_s" in metrics else None
+    return metrics if metrics.get("fingerprint") == fingerprint and "wall_s" in metrics else None
 
 
 def _run(name: str, recipe: dict, overrides: dict, log: list[dict]) -> dict:
     from hf_crossdistill.distill.evdistill_runner import METRICS_FILE, run_evdistill
 
     out_dir = Path(overrides["output_dir"])
-    metrics = _finished(out_dir, overrides["max_steps"]) if REUSE_FINISHED_RUNS else None
+    fingerprint = run_fingerprint(recipe, overrides)
+    metrics = _finished(out_dir, fingerprint)
     if metrics is None:
         start = time.perf_counter()
         metrics = run_evdistill(recipe, overrides)
         metrics["name"], metrics["wall_s"] = name, round(time.perf_counter() - start, 1)
+        metrics["fingerprint"] = fingerprint
         (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     score = metrics.get("eval", metrics.get("eval_aps", metrics.get("eval_source", {})))
     key = "mean_iou" if "mean_iou" in score else "accuracy"
@@ -320,9 +330,9 @@ def supervised_event_reference(data_root: Path, out_dir: Path, seed: int, steps:
     )
 
     recipe = _recipe("evdistill_ncaltech_tiny")
-    path = out_dir / METRICS_FILE
-    metrics = json.loads(path.read_text()) if path.is_file() and REUSE_FINISHED_RUNS else None
-    if metrics is None or metrics.get("max_steps") != steps:
+    fingerprint = run_fingerprint("supervised_event_reference", recipe, str(data_root), seed, steps)
+    metrics = _finished(out_dir, fingerprint)
+    if metrics is None:
         start = time.perf_counter()
         kwargs = {k: v for k, v in recipe["event_dataset"].items() if k != "split"}
         train = list(event_recognition_dataset(data_root, split="train", **kwargs))
@@ -344,9 +354,9 @@ def supervised_event_reference(data_root: Path, out_dir: Path, seed: int, steps:
         test = event_recognition_dataset(data_root, split="test", **kwargs)
         metrics = {"name": f"supervised event reference seed {seed}", "max_steps": steps, "seed": seed,
                    "eval": evaluate_event_model(model, test, task="recognition", batch_size=16),
-                   "wall_s": round(time.perf_counter() - start, 1)}  # fmt: skip
+                   "wall_s": round(time.perf_counter() - start, 1), "fingerprint": fingerprint}  # fmt: skip
         out_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(metrics, indent=2))
+        (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     metrics["variant"] = "recognition_supervised_reference"
     print(f"[run] {metrics['name']}: accuracy={metrics['eval']['accuracy']}", flush=True)
     log.append(metrics)
@@ -466,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         "--only", nargs="*", help=f"groups {list(GROUPS)} or segmentation variants to run (default: everything)"
     )
     parser.add_argument("--quick", action="store_true", help="tiny data and 3 steps: a smoke run of the pipeline")
-    parser.add_argument("--rerun", action="store_true", help="retrain runs already finished with the same steps")
+    parser.add_argument("--rerun", action="store_true", help="retrain finished runs (same recipe and overrides) too")
     args = parser.parse_args(argv)
     global REUSE_FINISHED_RUNS
     REUSE_FINISHED_RUNS = not args.rerun

@@ -55,3 +55,23 @@ def test_markdown_recognition_references_and_mvsec_rows():
     assert "| full EvDistill | 30.00 ± 14.14 | 60.00 ± 14.14 | 5 |" in table
     assert "pseudo labels argmax T(x_aps) (baseline) |" not in table.split("MVSEC")[1]
     assert set(module.GROUPS) == {"segmentation", "recognition", "mvsec"}
+
+
+def test_finished_runs_are_reused_only_for_the_same_recipe_and_overrides(tmp_path, monkeypatch):
+    import json
+
+    from hf_crossdistill.distill.evdistill_runner import METRICS_FILE
+
+    module = _module()
+    recipe, overrides = {"method": "evdistill", "lambda_ag": 1.0}, {"max_steps": 5, "seed": 0}
+    fingerprint = module.run_fingerprint(recipe, overrides)
+    assert fingerprint == module.run_fingerprint(dict(reversed(recipe.items())), overrides)  # key order ignored
+    assert fingerprint != module.run_fingerprint({**recipe, "lambda_ag": 2.0}, overrides)
+    assert fingerprint != module.run_fingerprint(recipe, {**overrides, "seed": 1})
+    assert module._finished(tmp_path, fingerprint) is None  # nothing there
+    (tmp_path / METRICS_FILE).write_text(json.dumps({"max_steps": 5, "wall_s": 1.0}))
+    assert module._finished(tmp_path, fingerprint) is None  # an old run without a fingerprint
+    (tmp_path / METRICS_FILE).write_text(json.dumps({"wall_s": 1.0, "fingerprint": fingerprint}))
+    assert module._finished(tmp_path, fingerprint)["wall_s"] == 1.0
+    monkeypatch.setattr(module, "REUSE_FINISHED_RUNS", False)  # --rerun
+    assert module._finished(tmp_path, fingerprint) is None
