@@ -38,7 +38,8 @@ def test_recipe_parses_with_cli_overrides(recipe, tmp_path):
         ["--config", str(recipe), "--output_dir", str(tmp_path), "--max_steps", "7"]
     )
     assert training_args.output_dir == str(tmp_path) and training_args.max_steps == 7  # CLI wins
-    path = recipe.stem.removeprefix("unidistill_").removesuffix("_tiny")
+    size = next((s for s in ("_tiny", "_small") if recipe.stem.endswith(s)), "")
+    path = recipe.stem.removeprefix("unidistill_").removesuffix(size)
     if path in PAPER:
         assert training_args.loss_weights == PAPER[path]
     assert training_args.use_adaptive_layers == (path == "camera_to_lidar")  # as in the paper
@@ -46,7 +47,7 @@ def test_recipe_parses_with_cli_overrides(recipe, tmp_path):
     assert config.model_type == "bev_detector"
     assert training_args.report_to == ["tensorboard"]
     teacher = Path(training_args.teacher_model_name_or_path).name
-    assert teacher.startswith("bev_") and teacher.endswith("_supervised" + ("_tiny" if "_tiny" in recipe.stem else ""))
+    assert teacher.startswith("bev_") and teacher.endswith("_supervised" + size)
     # The teacher is what the matching supervised recipe writes.
     assert (RECIPES_DIR / f"{teacher}.yaml").is_file()
 
