@@ -5,7 +5,7 @@ the Python caller has returned. When it holds the last reference, the work's ten
 takes the GIL. If the interpreter is already finalising (the collective was the script's last Python step, e.g. the
 loss gather at the end of `Trainer.train`), taking the GIL ends the thread inside a destructor and the process
 aborts ("terminate called without an active exception", SIGABRT) after a successful run. Releasing the GIL for a
-moment before finalisation lets those threads finish. Both helpers are no-ops outside a distributed world.
+moment before finalisation lets those threads finish. The helpers are no-ops outside a distributed world.
 """
 
 from __future__ import annotations
@@ -32,8 +32,7 @@ def shutdown_distributed() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
-        time.sleep(_WORKER_DRAIN_SECONDS)
-        dist.destroy_process_group()
+    _destroy_if_initialized()
 
 
 def destroy_process_group_at_exit() -> None:
