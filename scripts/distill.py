@@ -116,12 +116,6 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     return recipe
 
 
-def _has_accelerator() -> bool:
-    from hf_crossdistill.distill._arguments import has_accelerator
-
-    return has_accelerator()
-
-
 def parse_arguments(argv: list[str] | None = None):
     """(script_args, training_args) from `--config <recipe>` defaults overridden by the other CLI arguments."""
     from transformers import HfArgumentParser

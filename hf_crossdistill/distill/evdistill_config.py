@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from ..models.translation.configuration_translation import EDGE_PRIORS
+from ..models.translation.configuration_translation import EDGE_PRIORS, is_positive_odd_int
 
 __all__ = ["EVDISTILL_MODES", "EvDistillConfig"]
 
@@ -161,7 +161,7 @@ class EvDistillConfig(TrainingArguments):
                 f"{self.generator_events_edge_prior!r}"
             )
         spread = self.generator_events_edge_prior_spread
-        if isinstance(spread, bool) or not isinstance(spread, int) or spread < 1 or spread % 2 == 0:
+        if not is_positive_odd_int(spread):
             raise ValueError(
                 f"EvDistillConfig.generator_events_edge_prior_spread must be a positive odd int, got {spread!r}"
             )

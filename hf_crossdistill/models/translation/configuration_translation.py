@@ -9,6 +9,11 @@ OUTPUT_ACTIVATIONS = ("none", "tanh", "sigmoid")
 EDGE_PRIORS = ("none", "log_gradient")
 
 
+def is_positive_odd_int(value) -> bool:
+    """Whether `value` is an int (not a bool) ≥ 1 and odd: a centred box filter's side (`edge_prior_spread`)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1 and value % 2 == 1
+
+
 def _check_positive(config: PreTrainedConfig, *names: str) -> None:
     for name in names:
         if getattr(config, name) < 1:
@@ -73,9 +78,10 @@ class BMRGeneratorConfig(PreTrainedConfig):
         _check_choice(self, "norm", NORMS)
         _check_choice(self, "output_activation", OUTPUT_ACTIVATIONS)
         _check_choice(self, "edge_prior", EDGE_PRIORS)
-        spread = self.edge_prior_spread
-        if isinstance(spread, bool) or not isinstance(spread, int) or spread < 1 or spread % 2 == 0:
-            raise ValueError(f"BMRGeneratorConfig: edge_prior_spread must be a positive odd int, got {spread!r}")
+        if not is_positive_odd_int(self.edge_prior_spread):
+            raise ValueError(
+                f"BMRGeneratorConfig: edge_prior_spread must be a positive odd int, got {self.edge_prior_spread!r}"
+            )
 
 
 class PatchGANDiscriminatorConfig(PreTrainedConfig):

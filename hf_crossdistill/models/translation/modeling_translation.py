@@ -15,7 +15,12 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from .configuration_translation import BMRGeneratorConfig, ModalityClassifierConfig, PatchGANDiscriminatorConfig
+from .configuration_translation import (
+    BMRGeneratorConfig,
+    ModalityClassifierConfig,
+    PatchGANDiscriminatorConfig,
+    is_positive_odd_int,
+)
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -130,7 +135,7 @@ def log_gradient_event_prior(pixel_values: torch.Tensor, spread: int = 3) -> tor
         raise ValueError(f"log_gradient_event_prior: pixel_values must be (B, C, H, W), got {shape}")
     if not pixel_values.is_floating_point():
         raise ValueError(f"log_gradient_event_prior: pixel_values must be floating point, got {pixel_values.dtype}")
-    if isinstance(spread, bool) or not isinstance(spread, int) or spread < 1 or spread % 2 == 0:
+    if not is_positive_odd_int(spread):
         raise ValueError(f"log_gradient_event_prior: spread must be a positive odd int, got {spread!r}")
     x = pixel_values.clamp(min=0.0)
     if x.shape[1] == 3:

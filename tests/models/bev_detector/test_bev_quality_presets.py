@@ -8,6 +8,7 @@ from bev_detector_helpers import make_contract_batch
 from testing_utils import HUB_CONFIGS, REPO_ROOT, load_script
 from transformers import AutoConfig
 
+from hf_crossdistill.distill._arguments import has_accelerator
 from hf_crossdistill.models.bev_detector import BEVDetectorConfig, BEVDetectorForObjectDetection
 
 SMALL_PRESETS = {
@@ -116,7 +117,7 @@ def test_bf16_recipe_trains_on_the_cpu_without_an_accelerator(tmp_path):
     recipe = HUB_CONFIGS / "recipes" / "bev_camera_depth_supervised_small.yaml"
     _, training_args = script.parse_arguments(["--config", str(recipe), "--output_dir", str(tmp_path)])
     assert training_args.bf16
-    assert training_args.use_cpu == (not script._has_accelerator())
+    assert training_args.use_cpu == (not has_accelerator())
 
 
 def test_strict_student_init_accepts_a_saved_copy_of_the_same_preset(tmp_path):
