@@ -35,6 +35,8 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PRESETS = REPO_ROOT / "hub_configs" / "models"
+# What `save_pretrained` records about a saved model rather than its architecture.
+_SAVE_METADATA_KEYS = frozenset({"architectures", "dtype", "torch_dtype", "transformers_version", "_name_or_path"})
 
 
 @dataclass
@@ -93,7 +95,7 @@ def resolve_student_config(spec: str):
         known = sorted(p.stem for p in PRESETS.glob("*.json"))
         raise FileNotFoundError(f"student_config {spec!r}: {path} does not exist (presets: {known})")
     values = json.loads(path.read_text())
-    for key in ("model_type", "architectures", "transformers_version"):
+    for key in ("model_type", *_SAVE_METADATA_KEYS):
         values.pop(key, None)
     return BEVDetectorConfig(**values)
 
@@ -196,10 +198,6 @@ def maybe_sync_batchnorm(model, training_args, enabled: bool):
         "(SyncBatchNorm needs several CUDA processes)"
     )
     return model
-
-
-# What `save_pretrained` records about a saved model rather than its architecture.
-_SAVE_METADATA_KEYS = frozenset({"architectures", "dtype", "torch_dtype", "transformers_version", "_name_or_path"})
 
 
 def config_differences(saved, wanted) -> dict[str, tuple[Any, Any]]:
