@@ -49,6 +49,15 @@ def main(argv: list[str] | None = None) -> int:
         default=os.cpu_count() or 1,
         help="parallel scene processes (default: one per CPU core; the output is identical for any value)",
     )
+    parser.add_argument(
+        "--num-val-scenes", type=int, default=None, help="v1.0-trainval: scenes of split val (default: one in five)"
+    )
+    parser.add_argument(
+        "--num-dev-scenes",
+        type=int,
+        default=0,
+        help="v1.0-trainval: scenes of split train_track, a dev split held out of training (train_detect)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing out_dir")
     args = parser.parse_args(argv)
 
@@ -69,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             jpeg_quality=args.jpeg_quality,
             overwrite=args.overwrite,
             num_workers=args.num_workers,
+            num_val_scenes=args.num_val_scenes,
+            num_dev_scenes=args.num_dev_scenes,
             progress=print,
         )
     except (ValueError, FileExistsError) as err:

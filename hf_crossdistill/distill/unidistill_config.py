@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-__all__ = ["PAPER_LOSS_WEIGHTS", "UniDistillConfig"]
+__all__ = ["LOSS_BALANCING", "PAPER_LOSS_WEIGHTS", "UniDistillConfig"]
+
+LOSS_BALANCING = ("none", "gradient_share")
 
 # (λ_fea, λ_rel, λ_resp) per distillation path, paper Sec. 4.2 (teacher modality → student modality).
 PAPER_LOSS_WEIGHTS = {
@@ -63,6 +65,41 @@ class UniDistillConfig(TrainingArguments):
     response_min_radius: int = field(
         default=0, metadata={"help": "Minimum radius in cells of the response mask (authors: 0; CenterPoint: 2)."}
     )
+    feature_normalization: str = field(
+        default="none",
+        metadata={
+            "help": "Features compared by the feature term: 'none' (paper eq. 3, raw features), 'layer' (each "
+            "sampled C-vector standardised over its channels) or 'channel' (standardised with the teacher's "
+            "per-channel statistics). Not in the paper: makes the term independent of the two networks' scales."
+        },
+    )
+    kd_warmup_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Ramp every distillation weight linearly from 0 to its value over the first N optimiser steps "
+            "(0: full weight from the start, as in the paper), so the student's own heads form first."
+        },
+    )
+    loss_balancing: str = field(
+        default="none",
+        metadata={
+            "help": "'none': λ1-λ3 weight the terms (paper eq. 8). 'gradient_share': λ1-λ3 are read as target "
+            "gradient shares: every loss_balancing_interval steps each term's weight is set so that the norm of "
+            "its gradient at the student's low-level BEV map (the last tensor every term reaches) is λ times the "
+            "detection loss's there. Not in the paper: one setting that carries across model sizes."
+        },
+    )
+    loss_balancing_interval: int = field(
+        default=50, metadata={"help": "Steps between two measurements of the gradient norms of loss_balancing."}
+    )
+    diagnostics_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Every N steps (0: never) log each weighted term's gradient norm relative to the detection "
+            "loss's (at the low- and high-level BEV maps and on the student parameters every term reaches) and "
+            "the scale / channel spread of teacher and student features at the crucial points (diag_* keys)."
+        },
+    )
     # Batches are dicts of BEV tensors the wrapper forwards by name: never drop "unused" columns.
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Must stay False: the detector takes the whole collated batch."}
@@ -104,6 +141,21 @@ class UniDistillConfig(TrainingArguments):
             raise ValueError(
                 f"UniDistillConfig.adaptive_kernel_size must be a positive odd int, got {self.adaptive_kernel_size!r}"
             )
+        from ..losses.unidistill import FEATURE_NORMALIZATIONS
+
+        if self.feature_normalization not in FEATURE_NORMALIZATIONS:
+            raise ValueError(
+                f"UniDistillConfig.feature_normalization must be one of {FEATURE_NORMALIZATIONS}, "
+                f"got {self.feature_normalization!r}"
+            )
+        if self.loss_balancing not in LOSS_BALANCING:
+            raise ValueError(
+                f"UniDistillConfig.loss_balancing must be one of {LOSS_BALANCING}, got {self.loss_balancing!r}"
+            )
+        for name, minimum in (("kd_warmup_steps", 0), ("loss_balancing_interval", 1), ("diagnostics_steps", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                raise ValueError(f"UniDistillConfig.{name} must be an int >= {minimum}, got {value!r}")
         if self.remove_unused_columns:
             raise ValueError(
                 "UniDistillConfig.remove_unused_columns must be False: the detector takes the whole collated batch"

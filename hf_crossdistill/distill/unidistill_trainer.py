@@ -35,6 +35,7 @@ from transformers.modeling_outputs import ModelOutput
 
 from ..losses.unidistill import feature_distillation_loss, relation_distillation_loss, response_distillation_loss
 from ..models.adaptive import BEVAdaptiveLayers, check_same_grid
+from ._diagnostics import crucial_point_feature_statistics, gradient_norms, shared_parameter_gradient_norms
 from ._distributed import destroy_process_group_at_exit
 from ._term_logging import TermLoggingMixin
 from .unidistill_config import UniDistillConfig
@@ -340,6 +341,7 @@ class UniDistillTrainer(TermLoggingMixin, Trainer):
             self.teacher.eval()
         self._init_term_logging()
         destroy_process_group_at_exit()
+        self._balancing_weights: dict[str, torch.Tensor] | None = None
         self.nuscenes_evaluation = nuscenes_evaluation
         self._eval_predictions: dict[str, dict[str, torch.Tensor]] = {}
         self._nusc = None  # the devkit's tables, loaded once on the main process
@@ -381,43 +383,127 @@ class UniDistillTrainer(TermLoggingMixin, Trainer):
             terms[f"det_{name}"] = torch.as_tensor(value, dtype=torch.float32, device=loss.device).detach()
 
         if self.teacher is not None:
-            args: UniDistillConfig = self.args
             teacher_output = self._teacher_forward(inputs)
-            boxes, mask = inputs["gt_boxes"], inputs["gt_mask"]
-            bev_range = tuple(self.accelerator.unwrap_model(model).config.bev_range)
-            if args.lambda_feature > 0:
-                check_same_grid(outputs.low_level_bev, teacher_output.low_level_bev, "low-level BEV")
-                value = feature_distillation_loss(
-                    outputs.low_level_bev, teacher_output.low_level_bev, boxes, mask, bev_range
-                )
-                terms["loss_feature"] = value.detach()
-                loss = loss + args.lambda_feature * value
-            if args.lambda_relation > 0:
-                check_same_grid(outputs.high_level_bev, teacher_output.high_level_bev, "high-level BEV")
-                value = relation_distillation_loss(
-                    outputs.high_level_bev, teacher_output.high_level_bev, boxes, mask, bev_range
-                )
-                terms["loss_relation"] = value.detach()
-                loss = loss + args.lambda_relation * value
-            if args.lambda_response > 0:
-                value = response_distillation_loss(
-                    student_output.heatmap_logits,
-                    student_output.regression,
-                    teacher_output.heatmap_logits,
-                    teacher_output.regression,
-                    boxes,
-                    mask,
-                    bev_range,
-                    teacher_temperature=args.teacher_temperature,
-                    student_temperature=args.student_temperature,
-                    min_overlap=args.response_min_overlap,
-                    min_radius=args.response_min_radius,
-                )
-                terms["loss_response"] = value.detach()
-                loss = loss + args.lambda_response * value
+            raw = self._distillation_terms(model, outputs, teacher_output, inputs)
+            weights = self._term_weights(raw, outputs.loss, student_output.low_level_bev, training=model.training)
+            for name, value in raw.items():
+                terms[f"loss_{name}"] = value.detach()
+                loss = loss + weights[name] * value
+            if self._diagnostics_due(model.training):
+                weighted = {name: weights[name] * value for name, value in raw.items()}
+                terms.update(self._diagnostics(outputs, teacher_output, inputs, weighted))
 
         self._record_terms(terms, training=model.training)
         return (loss, outputs) if return_outputs else loss
+
+    def _distillation_terms(
+        self, model: nn.Module, outputs: UniDistillModelOutput, teacher_output: ModelOutput, inputs: Mapping
+    ) -> dict[str, torch.Tensor]:
+        """The unweighted UniDistill terms that have a nonzero λ: L_fea (eq. 3), L_rel (eq. 4-5), L_resp (eq. 6-7)."""
+        args: UniDistillConfig = self.args
+        student_output = outputs.student_output
+        boxes, mask = inputs["gt_boxes"], inputs["gt_mask"]
+        bev_range = tuple(self.accelerator.unwrap_model(model).config.bev_range)
+        raw: dict[str, torch.Tensor] = {}
+        if args.lambda_feature > 0:
+            check_same_grid(outputs.low_level_bev, teacher_output.low_level_bev, "low-level BEV")
+            raw["feature"] = feature_distillation_loss(
+                outputs.low_level_bev,
+                teacher_output.low_level_bev,
+                boxes,
+                mask,
+                bev_range,
+                normalize=args.feature_normalization,
+            )
+        if args.lambda_relation > 0:
+            check_same_grid(outputs.high_level_bev, teacher_output.high_level_bev, "high-level BEV")
+            raw["relation"] = relation_distillation_loss(
+                outputs.high_level_bev, teacher_output.high_level_bev, boxes, mask, bev_range
+            )
+        if args.lambda_response > 0:
+            raw["response"] = response_distillation_loss(
+                student_output.heatmap_logits,
+                student_output.regression,
+                teacher_output.heatmap_logits,
+                teacher_output.regression,
+                boxes,
+                mask,
+                bev_range,
+                teacher_temperature=args.teacher_temperature,
+                student_temperature=args.student_temperature,
+                min_overlap=args.response_min_overlap,
+                min_radius=args.response_min_radius,
+            )
+        return raw
+
+    def _term_weights(
+        self, raw: Mapping[str, torch.Tensor], det_loss: torch.Tensor, shared: torch.Tensor, *, training: bool
+    ) -> dict[str, float | torch.Tensor]:
+        """The weight of each term this step: λ (paper), or the gradient-share weight; times the KD warm-up ramp."""
+        args: UniDistillConfig = self.args
+        lambdas = {"feature": args.lambda_feature, "relation": args.lambda_relation, "response": args.lambda_response}
+        weights: dict[str, float | torch.Tensor] = {name: lambdas[name] for name in raw}
+        if args.loss_balancing == "gradient_share":
+            due = self.state.global_step % args.loss_balancing_interval == 0
+            if training and raw and (due or self._balancing_weights is None):
+                names = sorted(raw)
+                norms = gradient_norms([det_loss, *(raw[name] for name in names)], shared)  # (1 + K,)
+                if self.accelerator.num_processes > 1:
+                    norms = self.accelerator.reduce(norms, reduction="mean")
+                self._balancing_weights = {
+                    name: (lambdas[name] * norms[0] / norms[i + 1].clamp_min(1e-12)).detach()
+                    for i, name in enumerate(names)
+                }
+            if self._balancing_weights is not None:
+                weights = {name: self._balancing_weights.get(name, weights[name]) for name in raw}
+            for name, value in weights.items():
+                self._record_terms(
+                    {f"kd_weight_{name}": torch.as_tensor(value, device=det_loss.device)}, training=training
+                )
+        if args.kd_warmup_steps > 0:
+            ramp = min(1.0, self.state.global_step / args.kd_warmup_steps)
+            weights = {name: ramp * value for name, value in weights.items()}
+        return weights
+
+    def _diagnostics_due(self, training: bool) -> bool:
+        steps = self.args.diagnostics_steps
+        return training and steps > 0 and self.state.global_step % steps == 0
+
+    def _diagnostics(
+        self,
+        outputs: UniDistillModelOutput,
+        teacher_output: ModelOutput,
+        inputs: Mapping[str, Any],
+        weighted: Mapping[str, torch.Tensor],
+    ) -> dict[str, torch.Tensor]:
+        """Gradient ratios of the weighted terms to L_det and feature statistics at the crucial points (diag_*)."""
+        student_output = outputs.student_output
+        names = sorted(weighted)
+        losses = [outputs.loss, *(weighted[name] for name in names)]
+        out: dict[str, torch.Tensor] = {}
+        at = {"low": student_output.low_level_bev, "high": student_output.high_level_bev}
+        for where, tensor in at.items():
+            norms = gradient_norms(losses, tensor)  # (1 + K,)
+            out[f"diag_gradnorm_{where}_det"] = norms[0]
+            for i, name in enumerate(names):
+                out[f"diag_gradratio_{where}_{name}"] = norms[i + 1] / norms[0].clamp_min(1e-12)
+        params = [p for p in self.accelerator.unwrap_model(self.model).student.parameters() if p.requires_grad]
+        norms = shared_parameter_gradient_norms(losses, params)  # (1 + K,)
+        out["diag_gradnorm_params_det"] = norms[0]
+        for i, name in enumerate(names):
+            out[f"diag_gradratio_params_{name}"] = norms[i + 1] / norms[0].clamp_min(1e-12)
+        boxes, mask = inputs["gt_boxes"], inputs["gt_mask"]
+        bev_range = tuple(self.student.config.bev_range)
+        maps = {
+            "student_low": outputs.low_level_bev,
+            "teacher_low": teacher_output.low_level_bev,
+            "student_high": outputs.high_level_bev,
+            "teacher_high": teacher_output.high_level_bev,
+        }
+        for name, feature_map in maps.items():
+            stats = crucial_point_feature_statistics(feature_map.detach(), boxes, mask, bev_range)
+            out.update({f"diag_{name}_{key}": value for key, value in stats.items()})
+        return {name: value.detach().float() for name, value in out.items()}
 
     # ------------------------------------------------------------------------------------------------ evaluation
 

@@ -28,6 +28,7 @@ from ._distributed import global_sum, world_size
 
 __all__ = [
     "CRUCIAL_POINT_NAMES",
+    "FEATURE_NORMALIZATIONS",
     "bev_sample",
     "box_crucial_points",
     "feature_distillation_loss",
@@ -355,33 +356,73 @@ def _sample_crucial_points(
     return sampled_student, sampled_teacher
 
 
+FEATURE_NORMALIZATIONS = ("none", "layer", "channel")
+_NORM_EPS = 1e-5
+
+
+def _normalize_features(
+    student: torch.Tensor, teacher: torch.Tensor, valid: torch.Tensor, mode: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale-free versions of sampled features `(B, M, 9, C)` for the feature term (`feature_distillation_loss`)."""
+    if mode == "layer":
+        # Each C-vector to zero mean, unit variance over its channels (layer norm without affine parameters).
+        return (
+            F.layer_norm(student, student.shape[-1:], eps=_NORM_EPS),
+            F.layer_norm(teacher, teacher.shape[-1:], eps=_NORM_EPS),
+        )
+    # "channel": the teacher's per-channel mean / std over the valid points of the batch, applied to both.
+    weight = valid[..., None, None].to(teacher.dtype)  # (B, M, 1, 1)
+    count = (weight.sum() * teacher.shape[-2]).clamp_min(1.0)
+    mean = (teacher * weight).sum(dim=(0, 1, 2)) / count  # (C,)
+    var = (((teacher - mean) ** 2) * weight).sum(dim=(0, 1, 2)) / count  # (C,)
+    scale = torch.rsqrt(var + _NORM_EPS)
+    return (student - mean) * scale, (teacher - mean) * scale
+
+
 def feature_distillation_loss(
     student_low: torch.Tensor,
     teacher_low: torch.Tensor,
     gt_boxes: torch.Tensor,
     gt_mask: torch.Tensor,
     bev_range: Sequence[float],
+    *,
+    normalize: str = "none",
 ) -> torch.Tensor:
     """Feature distillation (paper eq. 3): L1 between low-level BEV features at the 9 crucial points of each box.
 
     Per box: mean over the 9 points and the C channels of `|F_T(p) − F_S(p)|`; averaged over the valid boxes of
     the global batch (0 when there is none). The teacher map is detached.
 
+    `normalize` (not in the paper; for teachers and students whose feature scales differ, e.g. a LiDAR teacher's
+    pillar features and a camera student's) compares scale-free features instead:
+    - `"none"`: the paper's eq. 3 on raw features.
+    - `"layer"`: every sampled C-vector of teacher and student is standardised over its channels,
+      `(v − mean_c v) / sqrt(var_c v + 1e-5)`, so the term measures the pattern across channels and is O(1)
+      whatever either network's scale.
+    - `"channel"`: both are standardised with the teacher's per-channel mean and variance over the valid crucial
+      points of the batch (on this rank), i.e. eq. 3 with channel c weighted by `1 / σ_T,c` — every teacher
+      channel counts alike, whatever its scale. The statistics carry no gradient (the teacher is detached).
+
     Args:
         student_low, teacher_low (`torch.Tensor` of shape `(B, C, H, W)`): low-level BEV maps (same shape; apply
             adaptive layers to the student first when channels differ).
         gt_boxes (`torch.Tensor` of shape `(B, M, >=7)`), gt_mask (`torch.Tensor` of shape `(B, M)`, bool).
         bev_range (`(x_min, y_min, x_max, y_max)`).
+        normalize (`str`): one of `FEATURE_NORMALIZATIONS`.
 
     Returns:
         Scalar tensor (this rank's share under torch.distributed, see the module docstring).
     """
     where = "feature_distillation_loss"
+    if normalize not in FEATURE_NORMALIZATIONS:
+        raise ValueError(f"{where}: normalize must be one of {FEATURE_NORMALIZATIONS}, got {normalize!r}")
     student, teacher = _sample_crucial_points(
         student_low, teacher_low, gt_boxes, gt_mask, bev_range, ("student_low", "teacher_low"), where
     )
+    valid = gt_mask.to(student.device)
+    if normalize != "none":
+        student, teacher = _normalize_features(student, teacher, valid, normalize)
     per_box = (student - teacher).abs().mean(dim=(-2, -1))  # (B, M)
-    valid = gt_mask.to(per_box.device)
     numerator = torch.where(valid, per_box, 0).sum()
     return _global_mean(numerator, valid.sum())
 

@@ -47,20 +47,30 @@ VISIBILITY_BINS = (0.4, 0.6, 0.8)  # upper edges of visibility tokens "1", "2", 
 MAP_RESOLUTION = 0.1  # metres per pixel of the map masks (the devkit's default)
 
 
-def split_scene_names(version: str, num_scenes: int) -> list[tuple[str, str]]:
-    """(scene name, split) for `num_scenes` scenes, interleaving the two splits so both are non-empty.
+def split_scene_names(
+    version: str, num_scenes: int, *, num_val_scenes: int | None = None, num_dev_scenes: int = 0
+) -> list[tuple[str, str]]:
+    """(scene name, split) for `num_scenes` scenes, interleaving the splits so that each is non-empty.
 
     `v1.0-mini` draws from the devkit's `mini_train` / `mini_val` lists (10 scenes at most); `v1.0-trainval`
     from `train` / `val`, taking one val scene for every four train scenes.
+
+    With `num_val_scenes` and / or `num_dev_scenes` (v1.0-trainval only) the split sizes are set instead:
+    `num_val_scenes` scenes from `val`, `num_dev_scenes` from the devkit's `train_track` and the rest from
+    `train_detect`. `train_detect` and `train_track` partition `train`, so a model trained on `train_detect`
+    can be tuned on `train_track` (a dev split held out of training) and scored once on `val`, all with the
+    devkit's own split names. The default (both unset) keeps the original selection, scene for scene.
     """
     from nuscenes.utils import splits
 
+    if version not in SUPPORTED_VERSIONS:
+        raise ValueError(f"version must be one of {SUPPORTED_VERSIONS}, got {version!r}")
+    if num_val_scenes is not None or num_dev_scenes:
+        return _sized_split_scene_names(version, num_scenes, num_val_scenes, num_dev_scenes)
     if version == "v1.0-mini":
         train, val, pattern = list(splits.mini_train), list(splits.mini_val), "tvtttttttv"
-    elif version == "v1.0-trainval":
-        train, val, pattern = list(splits.train), list(splits.val), "tvttt"
     else:
-        raise ValueError(f"version must be one of {SUPPORTED_VERSIONS}, got {version!r}")
+        train, val, pattern = list(splits.train), list(splits.val), "tvttt"
     if num_scenes > len(train) + len(val):
         raise ValueError(
             f"num_scenes={num_scenes} exceeds the {len(train) + len(val)} scenes of the devkit's {version} splits"
@@ -82,6 +92,45 @@ def split_scene_names(version: str, num_scenes: int) -> list[tuple[str, str]]:
             )
         )
         i += 1
+    return out
+
+
+def _sized_split_scene_names(
+    version: str, num_scenes: int, num_val: int | None, num_dev: int
+) -> list[tuple[str, str]]:
+    """Scenes with set split sizes: `num_val` from val, `num_dev` from train_track, the rest from train_detect."""
+    from nuscenes.utils import splits
+
+    if version != "v1.0-trainval":
+        raise ValueError(f"num_val_scenes / num_dev_scenes need version 'v1.0-trainval', got {version!r}")
+    if num_val is None:
+        num_val = max(1, num_scenes // 5)
+    for name, value in (("num_val_scenes", num_val), ("num_dev_scenes", num_dev)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    num_train = num_scenes - num_val - num_dev
+    if num_val < 1 or num_train < 1:
+        raise ValueError(
+            f"num_scenes={num_scenes} leaves {num_train} training scene(s) after {num_val} val and {num_dev} dev "
+            "scene(s); training and val need at least one each"
+        )
+    pools = {
+        "train_detect": list(splits.train_detect),
+        "train_track": list(splits.train_track),
+        "val": list(splits.val),
+    }
+    want = {"train_detect": num_train, "train_track": num_dev, "val": num_val}
+    for split, n in want.items():
+        if n > len(pools[split]):
+            raise ValueError(f"{n} scene(s) asked of split {split!r}, which has {len(pools[split])}")
+    # Interleave so every split spreads over the scene indices (and so over the generator's worlds): at each
+    # position take the split that is furthest behind its share.
+    taken = dict.fromkeys(want, 0)
+    out = []
+    for i in range(num_scenes):
+        split = max(want, key=lambda k: (want[k] * (i + 1) / num_scenes - taken[k], want[k]))
+        out.append((pools[split][taken[split]], split))
+        taken[split] += 1
     return out
 
 
@@ -124,6 +173,8 @@ def make_synthetic_nuscenes(
     jpeg_quality: int = 90,
     overwrite: bool = False,
     num_workers: int = 1,
+    num_val_scenes: int | None = None,
+    num_dev_scenes: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> Path:
     """Generate a synthetic nuScenes dataroot that the real nuscenes-devkit loads.
@@ -145,6 +196,9 @@ def make_synthetic_nuscenes(
         jpeg_quality: JPEG quality of the camera images.
         overwrite: replace an existing `out_dir` (otherwise an existing non-empty folder is an error).
         num_workers: processes generating scenes in parallel; the output is identical for any value.
+        num_val_scenes: v1.0-trainval only: scenes of the devkit's `val` split (default: one in five).
+        num_dev_scenes: v1.0-trainval only: scenes of `train_track`, a dev split held out of training; with
+            either option the training scenes come from `train_detect` (see `split_scene_names`).
         progress: optional callback receiving one line per finished scene.
 
     Returns:
@@ -166,7 +220,7 @@ def make_synthetic_nuscenes(
         raise ValueError(f"num_workers must be an int >= 1, got {num_workers!r}")
     if not 1 <= int(jpeg_quality) <= 100:
         raise ValueError(f"jpeg_quality must be in [1, 100], got {jpeg_quality!r}")
-    scenes = split_scene_names(version, num_scenes)
+    scenes = split_scene_names(version, num_scenes, num_val_scenes=num_val_scenes, num_dev_scenes=num_dev_scenes)
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
         raise FileExistsError(f"out_dir {out_dir} exists and is not empty (pass overwrite=True to replace it)")
