@@ -53,6 +53,7 @@ __all__ = [
 ]
 
 DISTILL_EXTRAS_NAME = "distill_extras.safetensors"
+_BALANCING_PREFIX = "loss_balancing."
 _WEIGHTS_NAME = "model.safetensors"
 _WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 
@@ -602,12 +603,18 @@ class UniDistillTrainer(TermLoggingMixin, Trainer):
             prefix = "adaptive_layers."
             extras_state = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
         wrapper.student.save_pretrained(output_dir, state_dict=student_state)
+        tensors: dict[str, torch.Tensor] = {}
         if wrapper.adaptive_layers is not None:
             extras = extras_state if extras_state is not None else wrapper.adaptive_layers.state_dict()
+            tensors.update({f"adaptive_layers.{k}": v for k, v in extras.items()})
+        # The gradient-share weights in force, so that a resumed run continues with them (bitwise resume).
+        for name, value in (self._balancing_weights or {}).items():
+            tensors[f"{_BALANCING_PREFIX}{name}"] = value.reshape(1)
+        if tensors:
             safetensors.torch.save_file(
-                {f"adaptive_layers.{k}": v.detach().contiguous().cpu() for k, v in extras.items()},
+                {k: v.detach().contiguous().cpu() for k, v in tensors.items()},
                 os.path.join(output_dir, DISTILL_EXTRAS_NAME),
-                metadata={"format": "pt", "content": "UniDistill adaptive layers (training only)"},
+                metadata={"format": "pt", "content": "UniDistill training-only state (adaptive layers, loss weights)"},
             )
         if self.processing_class is not None:
             self.processing_class.save_pretrained(output_dir)
@@ -619,16 +626,21 @@ class UniDistillTrainer(TermLoggingMixin, Trainer):
         folder = Path(resume_from_checkpoint)
         load_state_dict_strict(wrapper.student, _read_safetensors_folder(folder), f"checkpoint {folder}")
         extras_file = folder / DISTILL_EXTRAS_NAME
+        state = safetensors.torch.load_file(str(extras_file), device="cpu") if extras_file.is_file() else {}
+        prefix = "adaptive_layers."
+        adaptive_state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if wrapper.adaptive_layers is not None:
-            if not extras_file.is_file():
-                raise FileNotFoundError(f"{folder}: no {DISTILL_EXTRAS_NAME}, but this run uses adaptive layers")
-            state = safetensors.torch.load_file(str(extras_file), device="cpu")
-            prefix = "adaptive_layers."
-            load_state_dict_strict(
-                wrapper.adaptive_layers, {k[len(prefix) :]: v for k, v in state.items()}, f"{extras_file}"
-            )
-        elif extras_file.is_file():
+            if not adaptive_state:
+                raise FileNotFoundError(
+                    f"{folder}: no adaptive layers in {DISTILL_EXTRAS_NAME}, but this run uses adaptive layers"
+                )
+            load_state_dict_strict(wrapper.adaptive_layers, adaptive_state, f"{extras_file}")
+        elif adaptive_state:
             raise ValueError(f"{extras_file} holds adaptive layers, but this run has use_adaptive_layers=False")
+        balancing = {k[len(_BALANCING_PREFIX) :]: v for k, v in state.items() if k.startswith(_BALANCING_PREFIX)}
+        if balancing:
+            device = self.args.device
+            self._balancing_weights = {name: value.reshape(()).to(device) for name, value in balancing.items()}
 
     def _load_best_model(self) -> None:
         self._load_from_checkpoint(self.state.best_model_checkpoint)

@@ -20,6 +20,9 @@ def test_config_defaults_suit_bev_batches(tmp_path):
     assert config.label_names == ["gt_boxes", "gt_labels", "gt_mask"]
     assert config.loss_weights == (10.0, 5.0, 10.0)
     assert not config.distills
+    # The study's switches default to the paper's behaviour.
+    assert config.feature_normalization == "none" and config.loss_balancing == "none"
+    assert config.kd_warmup_steps == 0 and config.diagnostics_steps == 0
 
 
 def test_paper_loss_weights():
@@ -41,6 +44,12 @@ def test_paper_loss_weights():
         ({"remove_unused_columns": True}, "remove_unused_columns"),
         ({"use_adaptive_layers": True}, "needs a teacher"),
         ({"use_adaptive_layers": True, "teacher_model_name_or_path": "t", "lambda_relation": 0.0}, "lambda_relation"),
+        ({"feature_normalization": "batch"}, "feature_normalization"),
+        ({"loss_balancing": "gradnorm"}, "loss_balancing"),
+        ({"loss_balancing_interval": 0}, "loss_balancing_interval"),
+        ({"kd_warmup_steps": -1}, "kd_warmup_steps"),
+        ({"kd_warmup_steps": 2.5}, "kd_warmup_steps"),
+        ({"diagnostics_steps": True}, "diagnostics_steps"),
     ],
 )
 def test_config_validation(tmp_path, overrides, message):

@@ -298,3 +298,120 @@ def test_trainer_registers_the_process_group_exit_hook(tmp_path, monkeypatch):
     monkeypatch.setattr(unidistill_trainer, "destroy_process_group_at_exit", lambda: calls.append(1))
     UniDistillTrainer(model=BEVDetectorForObjectDetection(tiny_config("lidar")), args=make_args(tmp_path))
     assert calls == [1]
+
+
+# ------------------------------------------------------------------------------------ study switches (issue 11)
+
+LAMBDAS = {"lambda_feature": 100.0, "lambda_relation": 40.0, "lambda_response": 10.0}
+
+
+def test_kd_warm_up_ramps_every_distillation_weight(tmp_path, tiny_samples):
+    teacher_dir = save_teacher(tiny_config("lidar"), tmp_path / "teacher")
+    torch.manual_seed(0)
+    args = make_args(tmp_path, teacher_model_name_or_path=str(teacher_dir), kd_warmup_steps=2, **LAMBDAS)
+    trainer = UniDistillTrainer(
+        model=BEVDetectorForObjectDetection(tiny_config("camera")), args=args, train_dataset=tiny_samples
+    )
+    trainer.train()
+    for entry, ramp in zip(logged(trainer), (0.0, 0.5, 1.0), strict=True):
+        kd = 100 * entry["loss_feature"] + 40 * entry["loss_relation"] + 10 * entry["loss_response"]
+        assert entry["loss"] == pytest.approx(entry["loss_det"] + ramp * kd, rel=1e-3), (ramp, entry)
+
+
+def test_gradient_share_balancing_sets_each_terms_gradient_to_its_share(tmp_path, tiny_samples):
+    teacher_dir = save_teacher(tiny_config("lidar"), tmp_path / "teacher")
+    torch.manual_seed(0)
+    shares = {"lambda_feature": 0.5, "lambda_relation": 0.25, "lambda_response": 2.0}
+    args = make_args(
+        tmp_path,
+        teacher_model_name_or_path=str(teacher_dir),
+        loss_balancing="gradient_share",
+        loss_balancing_interval=1,
+        max_steps=2,
+        **shares,
+    )
+    trainer = UniDistillTrainer(
+        model=BEVDetectorForObjectDetection(tiny_config("camera")), args=args, train_dataset=tiny_samples
+    )
+    trainer.train()
+    for entry in logged(trainer):  # the logged weights are the ones the loss used
+        kd = sum(entry[f"kd_weight_{n}"] * entry[f"loss_{n}"] for n in ("feature", "relation", "response"))
+        assert entry["loss"] == pytest.approx(entry["loss_det"] + kd, rel=1e-3)
+
+    # On a fixed batch: weight × ‖∇_F L_term‖ = share × ‖∇_F L_det‖ at the student's low-level BEV map F
+    # (gradients taken here with plain autograd, independently of the trainer's helper).
+    from hf_crossdistill.data.nuscenes import collate_bev_batch
+
+    batch = {k: v for k, v in collate_bev_batch(tiny_samples[:2]).items() if isinstance(v, torch.Tensor)}
+    trainer.model.train()
+    trainer._balancing_weights = None
+    trainer.compute_loss(trainer.model, batch)
+    weights = trainer._balancing_weights
+    outputs = trainer.model(**batch)
+    raw = trainer._distillation_terms(trainer.model, outputs, trainer._teacher_forward(batch), batch)
+    low = outputs.student_output.low_level_bev
+    (det_grad,) = torch.autograd.grad(outputs.loss, low, retain_graph=True)
+    for name, key in (("feature", "lambda_feature"), ("relation", "lambda_relation"), ("response", "lambda_response")):
+        (grad,) = torch.autograd.grad(raw[name], low, retain_graph=True)
+        assert float(weights[name] * grad.norm()) == pytest.approx(shares[key] * float(det_grad.norm()), rel=1e-3)
+
+
+def test_diagnostics_are_logged_every_n_steps_and_do_not_change_training(tmp_path, tiny_samples):
+    teacher_dir = save_teacher(tiny_config("lidar"), tmp_path / "teacher")
+    states = {}
+    for steps in (0, 2):
+        torch.manual_seed(0)
+        args = make_args(
+            tmp_path / f"diag{steps}", teacher_model_name_or_path=str(teacher_dir), diagnostics_steps=steps, **LAMBDAS
+        )
+        trainer = UniDistillTrainer(
+            model=BEVDetectorForObjectDetection(tiny_config("camera")), args=args, train_dataset=tiny_samples
+        )
+        trainer.train()
+        states[steps] = {k: v.clone() for k, v in trainer.model.student.state_dict().items()}
+        entries = logged(trainer)
+    for name, value in states[0].items():
+        torch.testing.assert_close(states[2][name], value, msg=name, rtol=0, atol=0)
+    # Measured at global steps 0 and 2, i.e. in the log entries of steps 1 and 3.
+    with_diag = [e["step"] for e in entries if "diag_gradratio_low_feature" in e]
+    assert with_diag == [1, 3]
+    entry = entries[0]
+    for where in ("low", "high", "params"):
+        for name in ("feature", "relation", "response"):
+            value = entry[f"diag_gradratio_{where}_{name}"]
+            assert value == value and value >= 0, (where, name, entry)
+    assert entry["diag_gradratio_params_feature"] > 0 and entry["diag_gradratio_low_response"] > 0
+    assert entry["diag_gradratio_high_feature"] == 0  # the feature term never reaches the high-level map
+    for name in ("student_low", "teacher_low", "student_high", "teacher_high"):
+        assert entry[f"diag_{name}_rms"] > 0 and entry[f"diag_{name}_channel_std_spread"] >= 1
+
+
+def test_resume_keeps_the_balancing_weights_of_the_checkpoint(tmp_path, tiny_samples):
+    teacher_dir = save_teacher(tiny_config("lidar"), tmp_path / "teacher")
+
+    def run(out: str, max_steps: int, resume: str | None = None):
+        torch.manual_seed(0)
+        args = make_args(
+            tmp_path,
+            output_dir=str(tmp_path / out),
+            teacher_model_name_or_path=str(teacher_dir),
+            loss_balancing="gradient_share",
+            loss_balancing_interval=3,  # measured at steps 0 and 3: the resumed step 2 must reuse step 0's
+            max_steps=max_steps,
+            save_steps=2,
+            lambda_feature=0.5,
+            lambda_relation=0.5,
+            lambda_response=1.0,
+        )
+        trainer = UniDistillTrainer(
+            model=BEVDetectorForObjectDetection(tiny_config("camera")), args=args, train_dataset=tiny_samples
+        )
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer
+
+    full = run("full", 4)
+    extras = safetensors.torch.load_file(str(tmp_path / "full" / "checkpoint-2" / DISTILL_EXTRAS_NAME))
+    assert set(extras) == {"loss_balancing.feature", "loss_balancing.relation", "loss_balancing.response"}
+    resumed = run("resumed", 4, resume=str(tmp_path / "full" / "checkpoint-2"))
+    for name, value in full.model.student.state_dict().items():
+        torch.testing.assert_close(resumed.model.student.state_dict()[name], value, msg=name, rtol=0, atol=0)

@@ -263,6 +263,71 @@ def test_feature_loss_known_value():
     assert loss.item() == pytest.approx(sum(box_values) / 2, rel=1e-5)
 
 
+def _random_point_maps(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    teacher = (
+        torch.randn(1, 6, 10, 10, generator=generator) * torch.tensor([1.0, 5.0, 0.1, 2.0, 30.0, 0.5])[:, None, None]
+    )
+    student = torch.randn(1, 6, 10, 10, generator=generator)
+    return student, teacher
+
+
+def test_layer_normalised_feature_loss_ignores_each_vectors_scale_and_offset():
+    student, teacher = _random_point_maps()
+    boxes, mask = make_boxes([[5.5, 5.5, 2.0, 2.0, 0.0], [3.0, 6.0, 1.0, 2.0, 0.4]])
+    # A student that is the teacher up to a positive scale and an offset per BEV cell: zero after normalisation.
+    affine = 3.0 * teacher + torch.linspace(-2, 2, 10)[None, None, :, None]
+    assert feature_distillation_loss(affine, teacher, boxes, mask, SMALL_RANGE, normalize="layer") < 1e-4
+    assert feature_distillation_loss(affine, teacher, boxes, mask, SMALL_RANGE) > 1.0
+    # Known value: the paper's L1 on vectors standardised over channels (biased variance, eps 1e-5).
+    points = box_crucial_points(boxes)
+    s, t = bev_sample(student, points, SMALL_RANGE), bev_sample(teacher, points, SMALL_RANGE)  # (1, 2, 9, 6)
+
+    def standardise(v):
+        return (v - v.mean(-1, keepdim=True)) / torch.sqrt(v.var(-1, unbiased=False, keepdim=True) + 1e-5)
+
+    expected = (standardise(s) - standardise(t)).abs().mean()
+    got = feature_distillation_loss(student, teacher, boxes, mask, SMALL_RANGE, normalize="layer")
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_channel_normalised_feature_loss_weights_each_channel_by_the_teacher_spread():
+    student, teacher = _random_point_maps(1)
+    boxes, mask = make_boxes([[5.5, 5.5, 2.0, 2.0, 0.0], [3.0, 6.0, 1.0, 2.0, 0.4]], pad_to=3, pad_value=float("nan"))
+    points = box_crucial_points(torch.where(mask[..., None], boxes, 0.0))
+    s, t = bev_sample(student, points, SMALL_RANGE)[:, :2], bev_sample(teacher, points, SMALL_RANGE)[:, :2]
+    # Teacher statistics over the 2 valid boxes × 9 points only (the padded row is ignored).
+    mean, var = t.reshape(-1, 6).mean(0), t.reshape(-1, 6).var(0, unbiased=False)
+    expected = ((s - t).abs() / torch.sqrt(var + 1e-5)).mean()
+    got = feature_distillation_loss(student, teacher, boxes, mask, SMALL_RANGE, normalize="channel")
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert mean.abs().sum() > 0  # the mean cancels in the difference; the spread is what weights the channels
+    # Scaling one teacher channel and the student's alike leaves the loss unchanged (the raw loss is not).
+    scale = torch.tensor([1.0, 1.0, 1.0, 1.0, 100.0, 1.0])[None, :, None, None]
+    scaled = feature_distillation_loss(student * scale, teacher * scale, boxes, mask, SMALL_RANGE, normalize="channel")
+    assert scaled.item() == pytest.approx(got.item(), rel=1e-4)
+    raw = feature_distillation_loss(student, teacher, boxes, mask, SMALL_RANGE)
+    assert feature_distillation_loss(student * scale, teacher * scale, boxes, mask, SMALL_RANGE) > 10 * raw
+
+
+@pytest.mark.parametrize("normalize", ["layer", "channel"])
+def test_normalised_feature_loss_gradients_reach_the_student_only(normalize):
+    student, teacher = _random_point_maps(2)
+    student.requires_grad_(True)
+    teacher.requires_grad_(True)
+    boxes, mask = make_boxes([[5.5, 5.5, 2.0, 2.0, 0.0]])
+    feature_distillation_loss(student, teacher, boxes, mask, SMALL_RANGE, normalize=normalize).backward()
+    assert student.grad is not None and student.grad.abs().sum() > 0 and torch.isfinite(student.grad).all()
+    assert teacher.grad is None
+
+
+def test_feature_loss_refuses_an_unknown_normalisation():
+    student, teacher = _random_point_maps()
+    boxes, mask = make_boxes([[5.5, 5.5, 2.0, 2.0, 0.0]])
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        feature_distillation_loss(student, teacher, boxes, mask, SMALL_RANGE, normalize="batch")
+
+
 def test_relation_loss_known_value():
     # Box points on cell centres of cols 4..6 / rows 4..6. Teacher: (0, 1) in column 6 (the 3 front points),
     # (1, 0) elsewhere; student (1, 0) everywhere. 36 of 81 entries differ by 1.

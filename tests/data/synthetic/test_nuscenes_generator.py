@@ -250,3 +250,59 @@ def test_bad_arguments_are_rejected(tmp_path: Path, kwargs: dict, match: str):
     with pytest.raises(ValueError, match=match):
         make_synthetic_nuscenes(tmp_path / "root", **kwargs)
     assert not (tmp_path / "root").exists()
+
+
+def test_trainval_with_a_dev_split_draws_train_detect_train_track_and_val():
+    names = split_scene_names("v1.0-trainval", 62, num_val_scenes=24, num_dev_scenes=6)
+    by_split = {s: [n for n, t in names if t == s] for s in ("train_detect", "train_track", "val")}
+    assert {k: len(v) for k, v in by_split.items()} == {"train_detect": 32, "train_track": 6, "val": 24}
+    for split, members in by_split.items():
+        assert set(members) <= set(getattr(splits, split))
+    assert len({n for n, _ in names}) == 62
+    # The dev scenes are held out of training and spread over the scene indices, not bunched at the end.
+    assert not set(by_split["train_track"]) & set(by_split["train_detect"])
+    dev_positions = [i for i, (_, s) in enumerate(names) if s == "train_track"]
+    assert dev_positions[0] < 62 // 6 and dev_positions[-1] > 62 - 62 // 6
+    # Only the val size set: no dev scene.
+    assert {s for _, s in split_scene_names("v1.0-trainval", 10, num_val_scenes=4)} == {"train_detect", "val"}
+    # The default selection is unchanged (the first scenes of the original interleaving).
+    assert split_scene_names("v1.0-trainval", 5) == [
+        ("scene-0001", "train"),
+        ("scene-0003", "val"),
+        ("scene-0002", "train"),
+        ("scene-0004", "train"),
+        ("scene-0005", "train"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"version": "v1.0-mini", "num_scenes": 4, "num_dev_scenes": 1}, "v1.0-trainval"),
+        ({"num_scenes": 4, "num_val_scenes": 2, "num_dev_scenes": 2}, "leaves 0 training"),
+        ({"num_scenes": 4, "num_val_scenes": 0}, "leaves"),
+        ({"num_scenes": 4, "num_dev_scenes": -1}, "num_dev_scenes"),
+        ({"num_scenes": 400, "num_val_scenes": 200}, "200 scene"),
+    ],
+)
+def test_bad_split_sizes_are_rejected(tmp_path: Path, kwargs: dict, match: str):
+    kwargs = {"version": "v1.0-trainval", **kwargs}
+    with pytest.raises(ValueError, match=match):
+        make_synthetic_nuscenes(tmp_path / "root", **kwargs)
+    assert not (tmp_path / "root").exists()
+
+
+def test_a_dev_split_dataroot_loads_with_the_devkit_split_names(tmp_path: Path):
+    root = make_synthetic_nuscenes(
+        tmp_path / "tv",
+        version="v1.0-trainval",
+        num_val_scenes=1,
+        num_dev_scenes=1,
+        seed=0,
+        **{**MICRO, "num_scenes": 3},
+        **MICRO_LIDAR,
+    )
+    nusc = NuScenes("v1.0-trainval", str(root), verbose=False)
+    got = {s["name"] for s in nusc.scene}
+    for split in ("train_detect", "train_track", "val"):
+        assert len(got & set(getattr(splits, split))) == 1, split
