@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-__all__ = ["LOSS_BALANCING", "PAPER_LOSS_WEIGHTS", "UniDistillConfig"]
+__all__ = ["FEATURE_REGIONS", "LOSS_BALANCING", "PAPER_LOSS_WEIGHTS", "UniDistillConfig"]
 
 LOSS_BALANCING = ("none", "gradient_share")
+FEATURE_REGIONS = ("crucial_points", "foreground")
 
 # (λ_fea, λ_rel, λ_resp) per distillation path, paper Sec. 4.2 (teacher modality → student modality).
 PAPER_LOSS_WEIGHTS = {
@@ -71,6 +72,14 @@ class UniDistillConfig(TrainingArguments):
             "help": "Features compared by the feature term: 'none' (paper eq. 3, raw features), 'layer' (each "
             "sampled C-vector standardised over its channels) or 'channel' (standardised with the teacher's "
             "per-channel statistics). Not in the paper: makes the term independent of the two networks' scales."
+        },
+    )
+    feature_region: str = field(
+        default="crucial_points",
+        metadata={
+            "help": "Where the feature term compares low-level BEV features: 'crucial_points' (paper eq. 3: the 9 "
+            "points of each box) or 'foreground' (every cell, weighted by a Gaussian box mask with CenterPoint's "
+            "heatmap settings, as BEVDistill's dense imitation). Not in the paper."
         },
     )
     kd_warmup_steps: int = field(
@@ -147,6 +156,10 @@ class UniDistillConfig(TrainingArguments):
             raise ValueError(
                 f"UniDistillConfig.feature_normalization must be one of {FEATURE_NORMALIZATIONS}, "
                 f"got {self.feature_normalization!r}"
+            )
+        if self.feature_region not in FEATURE_REGIONS:
+            raise ValueError(
+                f"UniDistillConfig.feature_region must be one of {FEATURE_REGIONS}, got {self.feature_region!r}"
             )
         if self.loss_balancing not in LOSS_BALANCING:
             raise ValueError(

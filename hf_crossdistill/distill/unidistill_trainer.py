@@ -33,7 +33,12 @@ from torch import nn
 from transformers import PreTrainedModel, Trainer
 from transformers.modeling_outputs import ModelOutput
 
-from ..losses.unidistill import feature_distillation_loss, relation_distillation_loss, response_distillation_loss
+from ..losses.unidistill import (
+    feature_distillation_loss,
+    foreground_feature_distillation_loss,
+    relation_distillation_loss,
+    response_distillation_loss,
+)
 from ..models.adaptive import BEVAdaptiveLayers, check_same_grid
 from ._diagnostics import crucial_point_feature_statistics, gradient_norms, shared_parameter_gradient_norms
 from ._distributed import destroy_process_group_at_exit
@@ -408,7 +413,12 @@ class UniDistillTrainer(TermLoggingMixin, Trainer):
         raw: dict[str, torch.Tensor] = {}
         if args.lambda_feature > 0:
             check_same_grid(outputs.low_level_bev, teacher_output.low_level_bev, "low-level BEV")
-            raw["feature"] = feature_distillation_loss(
+            feature_loss = (
+                foreground_feature_distillation_loss
+                if args.feature_region == "foreground"
+                else feature_distillation_loss
+            )
+            raw["feature"] = feature_loss(
                 outputs.low_level_bev,
                 teacher_output.low_level_bev,
                 boxes,

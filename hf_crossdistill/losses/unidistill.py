@@ -32,6 +32,7 @@ __all__ = [
     "bev_sample",
     "box_crucial_points",
     "feature_distillation_loss",
+    "foreground_feature_distillation_loss",
     "gaussian_box_mask",
     "gaussian_radius",
     "relation_distillation_loss",
@@ -361,20 +362,21 @@ _NORM_EPS = 1e-5
 
 
 def _normalize_features(
-    student: torch.Tensor, teacher: torch.Tensor, valid: torch.Tensor, mode: str
+    student: torch.Tensor, teacher: torch.Tensor, weight: torch.Tensor, mode: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scale-free versions of sampled features `(B, M, 9, C)` for the feature term (`feature_distillation_loss`)."""
+    """Scale-free features `(..., C)` for the feature terms; `weight` (broadcast to `(...)`) marks what counts."""
     if mode == "layer":
         # Each C-vector to zero mean, unit variance over its channels (layer norm without affine parameters).
         return (
             F.layer_norm(student, student.shape[-1:], eps=_NORM_EPS),
             F.layer_norm(teacher, teacher.shape[-1:], eps=_NORM_EPS),
         )
-    # "channel": the teacher's per-channel mean / std over the valid points of the batch, applied to both.
-    weight = valid[..., None, None].to(teacher.dtype)  # (B, M, 1, 1)
-    count = (weight.sum() * teacher.shape[-2]).clamp_min(1.0)
-    mean = (teacher * weight).sum(dim=(0, 1, 2)) / count  # (C,)
-    var = (((teacher - mean) ** 2) * weight).sum(dim=(0, 1, 2)) / count  # (C,)
+    # "channel": the teacher's per-channel mean / std over the weighted positions of the batch, applied to both.
+    w = weight.to(teacher.dtype).expand(teacher.shape[:-1])[..., None]  # (..., 1)
+    dims = tuple(range(teacher.ndim - 1))
+    count = w.sum().clamp_min(1e-6)
+    mean = (teacher * w).sum(dim=dims) / count  # (C,)
+    var = (((teacher - mean) ** 2) * w).sum(dim=dims) / count  # (C,)
     scale = torch.rsqrt(var + _NORM_EPS)
     return (student - mean) * scale, (teacher - mean) * scale
 
@@ -421,10 +423,65 @@ def feature_distillation_loss(
     )
     valid = gt_mask.to(student.device)
     if normalize != "none":
-        student, teacher = _normalize_features(student, teacher, valid, normalize)
+        student, teacher = _normalize_features(student, teacher, valid[..., None], normalize)
     per_box = (student - teacher).abs().mean(dim=(-2, -1))  # (B, M)
     numerator = torch.where(valid, per_box, 0).sum()
     return _global_mean(numerator, valid.sum())
+
+
+def foreground_feature_distillation_loss(
+    student_low: torch.Tensor,
+    teacher_low: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    gt_mask: torch.Tensor,
+    bev_range: Sequence[float],
+    *,
+    normalize: str = "none",
+    min_overlap: float = 0.1,
+    min_radius: int = 2,
+) -> torch.Tensor:
+    """Dense foreground feature imitation (after BEVDistill; a variant of eq. 3, not in UniDistill).
+
+    Every cell of the low-level BEV counts with the weight `M` of a Gaussian box mask (`gaussian_box_mask` with
+    CenterPoint's heatmap settings by default, so each object covers a few cells around its centre rather than the
+    paper's nine sampled points):
+
+        L = Σ_cells M · mean_c |F_T − F_S| / Σ M        (Σ M over the global batch; 0 without boxes on the map)
+
+    `normalize` as in [`feature_distillation_loss`] ("channel" statistics are weighted by `M`). The teacher map is
+    detached.
+
+    Args:
+        student_low, teacher_low (`torch.Tensor` of shape `(B, C, H, W)`): low-level BEV maps (same shape).
+        gt_boxes (`torch.Tensor` of shape `(B, M, >=7)`), gt_mask (`torch.Tensor` of shape `(B, M)`, bool).
+        bev_range (`(x_min, y_min, x_max, y_max)`).
+        normalize (`str`): one of `FEATURE_NORMALIZATIONS`.
+        min_overlap, min_radius: mask parameters, see [`gaussian_box_mask`].
+
+    Returns:
+        Scalar tensor (this rank's share under torch.distributed, see the module docstring).
+    """
+    where = "foreground_feature_distillation_loss"
+    if normalize not in FEATURE_NORMALIZATIONS:
+        raise ValueError(f"{where}: normalize must be one of {FEATURE_NORMALIZATIONS}, got {normalize!r}")
+    _check_pair(student_low, teacher_low, ("student_low", "teacher_low"), where)
+    _check_bev_range(bev_range, where)
+    batch, _, height, width = student_low.shape
+    device = student_low.device
+    mask = gaussian_box_mask(
+        gt_boxes.to(device).float(),
+        gt_mask.to(device),
+        bev_range,
+        (height, width),
+        min_overlap=min_overlap,
+        min_radius=min_radius,
+    )  # (B, H, W)
+    student = student_low.float().permute(0, 2, 3, 1)  # (B, H, W, C)
+    teacher = teacher_low.detach().float().permute(0, 2, 3, 1)
+    if normalize != "none":
+        student, teacher = _normalize_features(student, teacher, mask, normalize)
+    per_cell = (student - teacher).abs().mean(dim=-1)  # (B, H, W)
+    return _global_mean((per_cell * mask).sum(), mask.sum())
 
 
 def _relation_matrix(vectors: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ def test_config_defaults_suit_bev_batches(tmp_path):
     assert not config.distills
     # The study's switches default to the paper's behaviour.
     assert config.feature_normalization == "none" and config.loss_balancing == "none"
+    assert config.feature_region == "crucial_points"
     assert config.kd_warmup_steps == 0 and config.diagnostics_steps == 0
 
 
@@ -45,6 +46,7 @@ def test_paper_loss_weights():
         ({"use_adaptive_layers": True}, "needs a teacher"),
         ({"use_adaptive_layers": True, "teacher_model_name_or_path": "t", "lambda_relation": 0.0}, "lambda_relation"),
         ({"feature_normalization": "batch"}, "feature_normalization"),
+        ({"feature_region": "everywhere"}, "feature_region"),
         ({"loss_balancing": "gradnorm"}, "loss_balancing"),
         ({"loss_balancing_interval": 0}, "loss_balancing_interval"),
         ({"kd_warmup_steps": -1}, "kd_warmup_steps"),

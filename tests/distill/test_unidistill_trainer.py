@@ -415,3 +415,43 @@ def test_resume_keeps_the_balancing_weights_of_the_checkpoint(tmp_path, tiny_sam
     resumed = run("resumed", 4, resume=str(tmp_path / "full" / "checkpoint-2"))
     for name, value in full.model.student.state_dict().items():
         torch.testing.assert_close(resumed.model.student.state_dict()[name], value, msg=name, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("region", "normalize"), [("crucial_points", "none"), ("crucial_points", "layer"), ("foreground", "channel")]
+)
+def test_the_feature_term_uses_the_configured_region_and_normalisation(tmp_path, tiny_samples, region, normalize):
+    from hf_crossdistill.data.nuscenes import collate_bev_batch
+    from hf_crossdistill.losses.unidistill import feature_distillation_loss, foreground_feature_distillation_loss
+
+    teacher_dir = save_teacher(tiny_config("lidar"), tmp_path / "teacher")
+    torch.manual_seed(0)
+    args = make_args(
+        tmp_path, teacher_model_name_or_path=str(teacher_dir), feature_region=region, feature_normalization=normalize
+    )
+    trainer = UniDistillTrainer(model=BEVDetectorForObjectDetection(tiny_config("camera")), args=args)
+    batch = {k: v for k, v in collate_bev_batch(tiny_samples[:2]).items() if isinstance(v, torch.Tensor)}
+    trainer.model.eval()
+    with torch.no_grad():
+        outputs = trainer.model(**batch)
+        teacher_output = trainer._teacher_forward(batch)
+        raw = trainer._distillation_terms(trainer.model, outputs, teacher_output, batch)
+        loss = foreground_feature_distillation_loss if region == "foreground" else feature_distillation_loss
+        expected = loss(
+            outputs.low_level_bev,
+            teacher_output.low_level_bev,
+            batch["gt_boxes"],
+            batch["gt_mask"],
+            tuple(trainer.student.config.bev_range),
+            normalize=normalize,
+        )
+        other = loss(
+            outputs.low_level_bev,
+            teacher_output.low_level_bev,
+            batch["gt_boxes"],
+            batch["gt_mask"],
+            tuple(trainer.student.config.bev_range),
+            normalize="channel" if normalize != "channel" else "none",
+        )
+    torch.testing.assert_close(raw["feature"], expected, rtol=0, atol=0)
+    assert not torch.allclose(raw["feature"], other)  # the setting matters for these maps

@@ -12,6 +12,7 @@ from hf_crossdistill.losses.unidistill import (
     bev_sample,
     box_crucial_points,
     feature_distillation_loss,
+    foreground_feature_distillation_loss,
     gaussian_box_mask,
     gaussian_radius,
     relation_distillation_loss,
@@ -326,6 +327,40 @@ def test_feature_loss_refuses_an_unknown_normalisation():
     boxes, mask = make_boxes([[5.5, 5.5, 2.0, 2.0, 0.0]])
     with pytest.raises(ValueError, match="normalize must be one of"):
         feature_distillation_loss(student, teacher, boxes, mask, SMALL_RANGE, normalize="batch")
+
+
+def test_foreground_feature_loss_is_the_mask_weighted_mean_of_per_cell_l1():
+    student, teacher = _random_point_maps(3)
+    boxes, mask = make_boxes([[5.5, 5.5, 2.0, 2.0, 0.0], [2.5, 7.5, 3.0, 1.0, 0.2]], pad_to=3, pad_value=float("nan"))
+    weights = gaussian_box_mask(boxes, mask, SMALL_RANGE, (10, 10), min_overlap=0.1, min_radius=2)[0]  # (H, W)
+    per_cell = (student - teacher).abs().mean(dim=1)[0]  # (H, W)
+    expected = (per_cell * weights).sum() / weights.sum()
+    got = foreground_feature_distillation_loss(student, teacher, boxes, mask, SMALL_RANGE)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+    # Cells away from every box do not count: changing the student there leaves the loss unchanged.
+    far = student.clone()
+    far[..., weights == 0] += 100.0
+    assert foreground_feature_distillation_loss(far, teacher, boxes, mask, SMALL_RANGE).item() == pytest.approx(
+        got.item(), rel=1e-5
+    )
+    # Layer normalisation: a per-cell positive scale of the teacher costs nothing.
+    scaled = teacher * torch.linspace(0.5, 3, 10)[None, None, None, :]
+    assert foreground_feature_distillation_loss(scaled, teacher, boxes, mask, SMALL_RANGE, normalize="layer") < 1e-4
+    # Channel normalisation with mask-weighted teacher statistics.
+    mean = (teacher[0] * weights).sum((1, 2)) / weights.sum()
+    var = (((teacher[0] - mean[:, None, None]) ** 2) * weights).sum((1, 2)) / weights.sum()
+    per_cell = ((student - teacher)[0].abs() / torch.sqrt(var + 1e-5)[:, None, None]).mean(0)
+    expected = (per_cell * weights).sum() / weights.sum()
+    got = foreground_feature_distillation_loss(student, teacher, boxes, mask, SMALL_RANGE, normalize="channel")
+    assert got.item() == pytest.approx(expected.item(), rel=1e-4)
+    # No box: zero with a graph; unknown normalisation: a clear error.
+    student.requires_grad_(True)
+    none = foreground_feature_distillation_loss(student, teacher, boxes, torch.zeros_like(mask), SMALL_RANGE)
+    assert none.item() == 0 and none.requires_grad
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        foreground_feature_distillation_loss(student, teacher, boxes, mask, SMALL_RANGE, normalize="x")
+    with pytest.raises(ValueError, match="same"):
+        foreground_feature_distillation_loss(student[:, :3], teacher, boxes, mask, SMALL_RANGE)
 
 
 def test_relation_loss_known_value():
