@@ -147,31 +147,11 @@ def parse_arguments(argv: list[str] | None = None):
     return script_args, training_args
 
 
-def data_requirements(*configs) -> dict[str, Any]:
-    """Loader settings that serve every model of the run (student and teacher read the same augmented batch).
-
-    Images are loaded only when a model uses cameras, at the image size of the camera models (which must agree);
-    sweeps are the largest count among the LiDAR models.
-    """
-    camera_configs = [c for c in configs if "camera" in c.modalities]
-    lidar_configs = [c for c in configs if "lidar" in c.modalities]
-    sizes = {tuple(int(v) for v in c.image_size) for c in camera_configs}
-    if len(sizes) > 1:
-        raise ValueError(f"teacher and student use cameras at different image sizes {sorted(sizes)} ([H, W])")
-    requirements: dict[str, Any] = {"num_sweeps": max((c.num_sweeps for c in lidar_configs), default=0)}
-    if camera_configs:
-        height, width = sizes.pop()
-        requirements["image_size"] = (width, height)  # config [H, W] → loader (W, H)
-    else:
-        requirements["cameras"] = ()
-    return requirements
-
-
 def build_dataset(script_args: DistillScriptArguments, configs, split: str, *, augment: bool, seed: int):
     """The streaming nuScenes dataset of `split` for the models of `configs` (the student's first)."""
-    from hf_crossdistill.data.nuscenes import nuscenes_detection_dataset
+    from hf_crossdistill.data.nuscenes import loader_options, nuscenes_detection_dataset
 
-    kwargs = data_requirements(*configs)
+    kwargs = loader_options(*configs)
     if script_args.num_sweeps is not None:
         kwargs["num_sweeps"] = script_args.num_sweeps
     return nuscenes_detection_dataset(

@@ -175,10 +175,9 @@ def results_table(results: dict[str, dict[str, float]]) -> str:
 
 def first_validation_sample(data_dir: Path, configs: list) -> dict[str, Any]:
     """The first mini_val key frame, collated as a batch of one, with what every model needs."""
-    script = sys.modules.get("hf_crossdistill_distill_script") or _distill_script()
-    from hf_crossdistill.data.nuscenes import collate_bev_batch, nuscenes_detection_dataset
+    from hf_crossdistill.data.nuscenes import collate_bev_batch, loader_options, nuscenes_detection_dataset
 
-    kwargs = script.data_requirements(*configs)
+    kwargs = loader_options(*configs)
     kwargs["num_sweeps"] = 1
     dataset = nuscenes_detection_dataset(
         data_dir, "v1.0-mini", "mini_val", augment=False, point_cloud_range=configs[0].point_cloud_range, **kwargs

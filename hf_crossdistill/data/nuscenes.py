@@ -691,6 +691,32 @@ def _generate_detection_samples(shards: list[str], dataroot: str, version: str, 
             yield load_detection_sample(nusc, token, options, rng)
 
 
+def loader_options(*configs) -> dict:
+    """`nuscenes_detection_dataset` options that serve every detector of a run (`BEVDetectorConfig`s).
+
+    Student and teacher read the same (augmented) batch, so: images only when some model uses cameras, at the image
+    size of the camera models (which must agree; config `[H, W]` → loader `(W, H)`); `cameras=()` otherwise; sweeps
+    the largest count among the LiDAR models (0 without one).
+    """
+    if not configs:
+        raise ValueError("loader_options: give at least one detector config")
+    for config in configs:
+        if not hasattr(config, "modalities"):
+            raise TypeError(f"loader_options: {type(config).__name__} is not a BEV detector config (no modalities)")
+    camera_configs = [c for c in configs if "camera" in c.modalities]
+    lidar_configs = [c for c in configs if "lidar" in c.modalities]
+    sizes = {tuple(int(v) for v in c.image_size) for c in camera_configs}
+    if len(sizes) > 1:
+        raise ValueError(f"teacher and student use cameras at different image sizes {sorted(sizes)} ([H, W])")
+    options: dict = {"num_sweeps": max((c.num_sweeps for c in lidar_configs), default=0)}
+    if camera_configs:
+        height, width = sizes.pop()
+        options["image_size"] = (width, height)
+    else:
+        options["cameras"] = ()
+    return options
+
+
 def nuscenes_detection_dataset(
     dataroot: str | os.PathLike,
     version: str,

@@ -78,22 +78,27 @@ def test_supervised_recipes_name_no_teacher_and_evaluate_officially(recipe):
     assert script_args.sync_batchnorm == (not any(size in recipe.stem for size in ("_tiny", "_small")))
 
 
-def test_data_requirements_follow_the_camera_model_whichever_it_is():
+def test_loader_options_follow_the_camera_model_whichever_it_is():
     from test_unidistill_trainer import tiny_config
 
-    script = load_script()
+    from hf_crossdistill.data.nuscenes import loader_options
+
     lidar, camera = tiny_config("lidar"), tiny_config("camera")
     # C→L: the LiDAR student's own image_size is irrelevant; the camera teacher's is used.
     lidar.image_size = [256, 704]
-    assert script.data_requirements(lidar, camera)["image_size"] == (176, 64)
-    assert script.data_requirements(camera, lidar)["image_size"] == (176, 64)
-    only_lidar = script.data_requirements(lidar)
+    assert loader_options(lidar, camera)["image_size"] == (176, 64)
+    assert loader_options(camera, lidar)["image_size"] == (176, 64)
+    only_lidar = loader_options(lidar)
     assert only_lidar["cameras"] == () and "image_size" not in only_lidar
-    assert script.data_requirements(camera)["num_sweeps"] == 0  # no LiDAR model: no sweeps to load
+    assert loader_options(camera)["num_sweeps"] == 0  # no LiDAR model: no sweeps to load
     other = tiny_config("camera")
     other.image_size = [128, 352]
     with pytest.raises(ValueError, match="different image sizes"):
-        script.data_requirements(camera, other)
+        loader_options(camera, other)
+    with pytest.raises(ValueError, match="at least one"):
+        loader_options()
+    with pytest.raises(TypeError, match="not a BEV detector config"):
+        loader_options(object())
 
 
 def test_sync_batchnorm_converts_only_multi_process_cuda_worlds():
