@@ -1,5 +1,6 @@
 """Evaluation: the official nuScenes detection metrics for LIDAR_TOP-frame predictions; mIoU / accuracy."""
 
+from .detector import evaluate_detector
 from .nuscenes_eval import (
     ATTRIBUTE_BY_MOTION,
     attribute_names,
@@ -28,6 +29,7 @@ __all__ = [
     "attribute_names",
     "boxes_to_global",
     "build_submission",
+    "evaluate_detector",
     "evaluate_nuscenes",
     "gather_predictions",
     "lidar_to_global",

@@ -455,3 +455,29 @@ def test_the_feature_term_uses_the_configured_region_and_normalisation(tmp_path,
         )
     torch.testing.assert_close(raw["feature"], expected, rtol=0, atol=0)
     assert not torch.allclose(raw["feature"], other)  # the setting matters for these maps
+
+
+def test_evaluate_detector_scores_a_saved_folder_and_the_cli_prints_the_same(tmp_path, tiny_nuscenes_root, capsys):
+    from testing_utils import REPO_ROOT, load_script
+
+    from hf_crossdistill.evaluation import evaluate_detector
+
+    folder = save_teacher(tiny_config("lidar"), tmp_path / "detector")
+    root = str(tiny_nuscenes_root)
+    metrics = evaluate_detector(folder, root, "v1.0-mini", "mini_val", num_sweeps=1, score_threshold=0.0)
+    assert metrics["nuscenes_samples"] == 4  # every mini_val key frame of the tiny dataroot, once
+    assert 0.0 <= metrics["mAP"] <= 1.0 and 0.0 <= metrics["NDS"] <= 1.0 and "mATE" in metrics
+
+    cli = load_script(REPO_ROOT / "scripts" / "evaluate.py", "evaluate_cli_model")
+    out = tmp_path / "eval"
+    argv = ["--model", str(folder), "--dataroot", root, "--version", "v1.0-mini", "--eval-set", "mini_val"]
+    # The CLI decodes at the config's threshold; the same call in the package gives the same figures.
+    assert cli.main([*argv, "--num-sweeps", "1", "--output-dir", str(out)]) == 0
+    saved = json.loads((out / "metrics.json").read_text())
+    same = evaluate_detector(folder, root, "v1.0-mini", "mini_val", num_sweeps=1)
+    assert saved["mAP"] == pytest.approx(same["mAP"]) and saved["NDS"] == pytest.approx(same["NDS"])
+    assert "NDS" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main([str(tmp_path / "p.json"), *argv])  # a predictions file and --model: one or the other
+    with pytest.raises(TypeError, match="not a BEV detector"):
+        evaluate_detector(torch.nn.Linear(2, 2), root, "v1.0-mini", "mini_val")
