@@ -74,8 +74,10 @@ class Arm:
     teacher: str | None = None  # key of `StudyPlan.teachers`
     alone: str | None = None  # a distilled arm's "student alone" arm (same student, no teacher)
 
-    def fingerprint(self, seed: int, split: str) -> str:
-        return run_fingerprint(self.recipe.read_text(), int(seed), split)
+    def fingerprint(self, seed: int, split: str, extra_args: Sequence[str] = (), teacher: str | None = None) -> str:
+        """What a finished run's result must match to be reused: recipe text, seed, split, extra CLI arguments and
+        the teacher folder."""
+        return run_fingerprint(self.recipe.read_text(), int(seed), split, list(extra_args), teacher)
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,8 @@ def run_arm(
     """Run (or reuse) one seed of one arm and return its result; see the module docstring."""
     eval_split = plan.eval_split(split)
     result_file = results_root / split / arm.name / f"seed{seed}.json"
-    fingerprint = arm.fingerprint(seed, eval_split)
+    teacher_folder = str(root / plan.teachers[arm.teacher]["folder"]) if arm.teacher is not None else None
+    fingerprint = arm.fingerprint(seed, eval_split, extra_args, teacher_folder)
     if result_file.is_file():
         previous = json.loads(result_file.read_text())
         if previous.get("fingerprint") == fingerprint:
@@ -221,9 +224,8 @@ def run_arm(
     command = list(entry_point or [sys.executable, str(root / "scripts" / "distill.py")])
     command += ["--config", str(arm.recipe), "--seed", str(seed), "--output_dir", str(output_dir)]
     command += ["--eval_split", eval_split, "--disable_tqdm", "true", *extra_args]
-    if arm.teacher is not None:
-        teacher = plan.teachers[arm.teacher]
-        command += ["--teacher_model_name_or_path", str(root / teacher["folder"])]
+    if teacher_folder is not None:
+        command += ["--teacher_model_name_or_path", teacher_folder]
     resume = latest_complete_checkpoint(output_dir)
     if resume is not None:
         command += ["--resume_from_checkpoint", str(resume)]
@@ -312,22 +314,33 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def aggregate_unidistill_paths(
-    plan: StudyPlan, results_root: Path, *, machine: str, data_hash: str | None = None
+    plan: StudyPlan,
+    results_root: Path,
+    *,
+    machine: str,
+    data_hash: str | None = None,
+    seeds: Sequence[int] | None = None,
+    root: Path = Path("."),
+    extra_args: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The four-path table of a plan from its val result JSONs (paths with no finished arm are left out).
 
     Shape: `{"scale", "data", "machine", "paths": {path: {"teacher": {"mAP", "NDS"}, "student_alone": {"seeds",
     "mAP", "NDS"}, "distilled": {"recipe", "seeds", "mAP", "NDS"}}}}`, fractions; plus `"terms"` (Table-2 rows:
-    one term alone), `"variants"` (other settings of a path) and each entry's mean / std.
+    one term alone), `"variants"` (other settings of a path) and each entry's mean / std. `seeds` keeps only those
+    seeds of every arm. `root` and `extra_args` as given to `run_study` (only results of those runs count).
     """
 
     def collect(arm: Arm) -> dict[str, Any] | None:
         rows = []
         for seed in arm.seeds:
+            if seeds is not None and seed not in seeds:
+                continue
             file = results_root / "val" / arm.name / f"seed{seed}.json"
             if file.is_file():
                 result = json.loads(file.read_text())
-                if result.get("fingerprint") == arm.fingerprint(seed, "val"):
+                teacher = str(root / plan.teachers[arm.teacher]["folder"]) if arm.teacher is not None else None
+                if result.get("fingerprint") == arm.fingerprint(seed, "val", extra_args, teacher):
                     rows.append(result)
         if not rows:
             return None
@@ -363,7 +376,7 @@ def aggregate_unidistill_paths(
         if arm.role in ("term", "variant"):
             table[f"{arm.role}s"].setdefault(arm.path, {})[arm.name] = distilled
             continue
-        teacher_file = Path(plan.teachers[arm.teacher]["folder"]) / "eval_results.json"
+        teacher_file = root / plan.teachers[arm.teacher]["folder"] / "eval_results.json"
         teacher_metrics = json.loads(teacher_file.read_text()) if teacher_file.is_file() else {}
         alone = collect(plan.arms[arm.alone]) if arm.alone is not None else None
         table["paths"][arm.path] = {

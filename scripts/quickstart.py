@@ -1,192 +1,176 @@
 #!/usr/bin/env python
-"""The main job: UniDistill L→C end to end on the synthetic nuScenes v1.0-mini, on a laptop CPU.
+"""The main job: a cross-modal UniDistill path that pays, three seeds each way, on a laptop CPU.
 
-    bash scripts/quickstart.sh                       # the whole job (< 25 min on 2 CPU cores)
-    python scripts/quickstart.py --out-dir outputs/quickstart --teacher-steps 300 --student-steps 250
+    bash scripts/quickstart.sh                      # data (~2 min once), 6 training runs (~20 min), summary
+    python scripts/quickstart.py --retrain-teacher  # also retrain the teacher (LiDAR, then fusion; ~1 h)
 
-1. generates the synthetic dataset into `data_cache/` when it is missing;
-2. trains the tiny LiDAR teacher (recipe `bev_lidar_supervised_tiny.yaml`, no teacher);
-3. distils the tiny camera student from it (recipe `unidistill_lidar_to_camera_tiny.yaml`, paper λ 100/40/10);
-4. trains the same camera student without distillation on the same budget (recipe `bev_camera_supervised_tiny.yaml`);
-5. scores the three with the official nuScenes metrics on mini_val (each run's final `evaluate`);
-6. writes `results.md` (table), `bev.png` (one validation sample: ground truth and each model's boxes) and a
-   Hub-ready folder `hub_student/` (save_pretrained + README model card with the metrics).
+1. generates the synthetic nuScenes dataroot (`v1.0-trainval` layout, `train_detect` / `val` scenes) when missing;
+2. takes the committed trained fusion (LiDAR + camera) teacher, `hub_configs/pretrained/study_fusion` (made by the
+   study's teacher recipes; `--retrain-teacher` rebuilds it into the output folder);
+3. trains the small LiDAR student distilled from it (UniDistill L+C→L, `hub_configs/recipes/quickstart/
+   distilled.yaml`) and alone (`no_kd.yaml`, same steps and batch), seeds 0, 1, 2, two runs side by side with one
+   compute thread each (finished runs are reused: run it again and only the summary is rebuilt);
+4. scores everything with the official nuScenes metrics on `val`, prints mean ± std per arm and whether the
+   distilled mean NDS beats the no-KD mean by more than the larger std;
+5. writes `results.md`, `results.json`, `bev.png` (teacher | distilled | no KD on one val key frame, boxes at the
+   evaluation's score threshold) and Hub-ready folders `hub/{teacher,distilled,no_kd}`.
 
-Every training run goes through `scripts/distill.py` (the same code as `accelerate launch`), with progress bars and
-TensorBoard logs in each run's `runs/` folder.
+Why L+C→L: on two CPU cores a camera student needs far more than the job's 20 minutes to detect anything (the
+study's camera students: docs/RESULTS.md), while the LiDAR student learns in minutes and still has room under the
+fusion teacher. The study (`scripts/unidistill_study.py`) measures all four paths.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import dataclasses
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-RECIPES = REPO_ROOT / "hub_configs" / "recipes"
-RUNS = {
-    "teacher": ("bev_lidar_supervised_tiny.yaml", "LiDAR teacher (supervised)"),
-    "distilled": ("unidistill_lidar_to_camera_tiny.yaml", "camera student, UniDistill L→C"),
-    "no_kd": ("bev_camera_supervised_tiny.yaml", "camera student, no KD (same budget)"),
-}
+from hf_crossdistill.experiments import aggregate_unidistill_paths, load_study_plan, run_study
+
+PLAN = Path("hub_configs/recipes/quickstart/plan.yaml")
+ARMS = {"distilled": "UniDistill L+C→L (distilled)", "no_kd": "no KD (same budget)"}
 TABLE_METRICS = ("mAP", "NDS", "mATE", "mASE", "mAOE", "mAVE", "mAAE")
-
-
-def _distill_script():
-    """scripts/distill.py as a module (it is a script, not part of the package)."""
-    spec = importlib.util.spec_from_file_location(
-        "hf_crossdistill_distill_script", REPO_ROOT / "scripts" / "distill.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # HfArgumentParser's dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=REPO_ROOT / "data_cache" / "nuscenes_mini")
-    parser.add_argument("--out-dir", type=Path, default=REPO_ROOT / "outputs" / "quickstart")
-    parser.add_argument("--num-scenes", type=int, default=10, help="scenes to generate (v1.0-mini: at most 10)")
-    parser.add_argument("--scene-duration", type=float, default=8.0, help="seconds per generated scene")
-    parser.add_argument("--teacher-steps", type=int, default=400, help="training steps of the LiDAR teacher")
+    parser.add_argument("--plan", type=Path, default=PLAN, help="the quickstart's plan (arms and teacher)")
+    parser.add_argument("--out-dir", type=Path, default=Path("outputs/quickstart"))
+    parser.add_argument("--data-dir", type=Path, default=None, help="dataroot (default: the plan's; made if missing)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=2, help="runs side by side (one compute thread each)")
+    parser.add_argument("--retrain-teacher", action="store_true", help="train the teacher instead of the committed")
+    parser.add_argument("--teacher", type=Path, default=None, help="use this teacher folder instead of the plan's")
     parser.add_argument(
-        "--teacher",
-        type=Path,
-        default=None,
-        help="reuse this trained LiDAR teacher (a save_pretrained folder, e.g. outputs/bev_lidar_supervised_tiny) "
-        "instead of training one; it is still evaluated",
+        "--check", action="store_true", help="exit 1 unless the distilled mean NDS beats no KD by > the larger std"
     )
-    parser.add_argument("--student-steps", type=int, default=250, help="training steps of each camera student")
-    parser.add_argument("--batch-size", type=int, default=2, help="per-device training batch size")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars (logs stay)")
+    parser.add_argument(
+        "--train-args",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="passed to every training run (e.g. --train-args --max_steps 4 for a smoke run); last option",
+    )
     args = parser.parse_args(argv)
-    for name in ("num_scenes", "teacher_steps", "student_steps", "batch_size"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if not 2 <= args.num_scenes <= 10:
-        parser.error(f"--num-scenes must be in [2, 10] for v1.0-mini, got {args.num_scenes}")
+    if not args.seeds or any(s < 0 for s in args.seeds) or len(set(args.seeds)) != len(args.seeds):
+        parser.error(f"--seeds must be distinct ints >= 0, got {args.seeds}")
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
     if args.teacher is not None and not (args.teacher / "config.json").is_file():
         parser.error(f"--teacher {args.teacher} is not a save_pretrained folder (no config.json)")
     return args
 
 
-def ensure_dataset(data_dir: Path, num_scenes: int, scene_duration: float, seed: int) -> Path:
-    """The synthetic v1.0-mini dataroot at `data_dir`, generated when it is not there yet."""
-    if (data_dir / "v1.0-mini" / "sample.json").is_file():
-        print(f"[quickstart] dataset: {data_dir} (exists)")
-        return data_dir
-    from hf_crossdistill.data.synthetic.nuscenes_generator import make_synthetic_nuscenes
+def ensure_dataset(plan) -> Path:
+    """The plan's dataroot, generated with the plan's `data.generate` options when it is not there yet."""
+    data = plan.data
+    root = Path(data["dataroot"])
+    if (root / data["version"] / "sample.json").is_file():
+        print(f"[quickstart] dataset: {root} (exists)")
+        return root
+    from hf_crossdistill.data.synthetic import make_synthetic_nuscenes
 
-    print(f"[quickstart] generating the synthetic nuScenes v1.0-mini into {data_dir} ({num_scenes} scenes)")
+    print(f"[quickstart] generating {root}: {data['command']}", flush=True)
     start = time.perf_counter()
     make_synthetic_nuscenes(
-        data_dir,
-        version="v1.0-mini",
-        num_scenes=num_scenes,
-        seed=seed,
-        scene_duration_s=scene_duration,
+        root,
+        version=data["version"],
         progress=lambda line: print(f"[quickstart]   {line}", flush=True),
+        **data["generate"],
     )
-    print(f"[quickstart] dataset ready in {time.perf_counter() - start:.0f} s")
-    return data_dir
+    print(f"[quickstart] dataset ready in {time.perf_counter() - start:.0f} s", flush=True)
+    return root
 
 
-def train(
-    script, run: str, args: argparse.Namespace, *, max_steps: int, teacher: Path | None = None
-) -> dict[str, float]:
-    """One `scripts/distill.py` run of a quickstart recipe; returns its final official eval metrics."""
-    recipe, description = RUNS[run]
-    out = args.out_dir / run
-    argv = [
-        "--config",
-        str(RECIPES / recipe),
-        "--dataroot",
-        str(args.data_dir),
-        "--output_dir",
-        str(out),
-        "--max_steps",
-        str(max_steps),
-        "--per_device_train_batch_size",
-        str(args.batch_size),
-        "--eval_strategy",
-        "no",
-        "--save_strategy",
-        "no",
-        "--seed",
-        str(args.seed),
-        "--disable_tqdm",
-        str(bool(args.no_progress)).lower(),
-        "--logging_steps",
-        str(max(1, min(10, max_steps // 5))),
-        "--warmup_steps",
-        str(min(20, max_steps // 10)),
+def train_teacher(plan, args: argparse.Namespace) -> Path:
+    """Every teacher recipe of the plan in order (each may start from the previous one); returns the last folder."""
+    from hf_crossdistill.experiments import Arm, run_arm
+
+    folder = None
+    for key, teacher in plan.teachers.items():
+        arm = Arm(f"teacher_{key}", Path(teacher["recipe"]), (0,))
+        # The teacher recipes name the study's dataroot; the quickstart trains them on its own data.
+        extra = ["--train_split", "train_detect"]
+        extra += ["--student_init", str(folder)] if folder is not None else []
+        run_arm(
+            plan, arm, 0, split="val", out_root=args.out_dir / "runs", results_root=args.out_dir / "results",
+            root=Path.cwd(), threads=2, nice=0, extra_args=[*extra, *args.train_args],
+        )  # fmt: skip
+        folder = args.out_dir / "runs" / "val" / arm.name / "seed0"
+    return folder
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarize(table: dict[str, Any], teacher_metrics: dict[str, float]) -> dict[str, Any]:
+    """Mean ± std per arm and the gain criterion of the main job."""
+    (path,) = table["paths"]
+    entry = table["paths"][path]
+    arms = {"distilled": entry["distilled"], "no_kd": entry["student_alone"]}
+    summary: dict[str, Any] = {"path": path, "teacher": teacher_metrics, "arms": {}}
+    for name, arm in arms.items():
+        summary["arms"][name] = {
+            "seeds": arm["seeds"],
+            **{key: arm[key] for key in ("mAP", "NDS")},
+            **{f"{key}_mean": mean_std(arm[key])[0] for key in ("mAP", "NDS")},
+            **{f"{key}_std": mean_std(arm[key])[1] for key in ("mAP", "NDS")},
+        }
+    distilled, alone = summary["arms"]["distilled"], summary["arms"]["no_kd"]
+    gain = distilled["NDS_mean"] - alone["NDS_mean"]
+    summary["NDS_gain"] = gain
+    summary["larger_std"] = max(distilled["NDS_std"], alone["NDS_std"])
+    summary["gain_beats_larger_std"] = gain > summary["larger_std"]
+    summary["distilled_detects"] = distilled["mAP_mean"] >= 0.10
+    return summary
+
+
+def report(summary: dict[str, Any], minutes: dict[str, float]) -> str:
+    lines = [
+        f"# UniDistill quickstart: {summary['path']} (official nuScenes metrics on val)",
+        "",
+        "| model | seeds | mAP (mean ± std) | NDS (mean ± std) | per seed NDS |",
+        "|---|---|---|---|---|",
+        f"| teacher (fusion, committed) | – | {summary['teacher']['mAP']:.4f} | {summary['teacher']['NDS']:.4f} | |",
     ]
-    if teacher is not None:
-        argv += ["--teacher_model_name_or_path", str(teacher)]
-    print(f"[quickstart] training {description}: {max_steps} steps → {out}", flush=True)
-    start = time.perf_counter()
-    script.main(argv)
-    metrics = json.loads((out / "eval_results.json").read_text())
-    metrics["train_minutes"] = (time.perf_counter() - start) / 60
-    print(f"[quickstart] {description}: mAP {metrics['eval_mAP']:.4f}, NDS {metrics['eval_NDS']:.4f}", flush=True)
-    return metrics
-
-
-def evaluate_folder(script, folder: Path, args: argparse.Namespace) -> dict[str, float]:
-    """Official metrics of an already trained detector folder, through the same evaluation as the training runs."""
-    from hf_crossdistill.distill import NuScenesEvaluation, UniDistillConfig, UniDistillTrainer, load_pretrained_strict
-    from hf_crossdistill.models.bev_detector import BEVDetectorForObjectDetection
-
-    model = load_pretrained_strict(BEVDetectorForObjectDetection, folder)
-    script_args, _ = script.parse_arguments(
-        ["--config", str(RECIPES / RUNS["teacher"][0]), "--dataroot", str(args.data_dir)]
-    )
-    dataset = script.build_dataset(script_args, [model.config], script_args.eval_split, augment=False, seed=args.seed)
-    out = args.out_dir / "teacher_eval"
-    training_args = UniDistillConfig(
-        output_dir=str(out), per_device_eval_batch_size=4, report_to="none", disable_tqdm=bool(args.no_progress)
-    )
-    evaluation = NuScenesEvaluation(
-        dataroot=str(args.data_dir), version=script_args.version, eval_set=script_args.eval_split
-    )
-    trainer = UniDistillTrainer(model=model, args=training_args, eval_dataset=dataset, nuscenes_evaluation=evaluation)
-    start = time.perf_counter()
-    metrics = trainer.evaluate()
-    metrics["train_minutes"] = (time.perf_counter() - start) / 60  # evaluation only: the teacher was reused
-    print(f"[quickstart] reused teacher {folder}: mAP {metrics['eval_mAP']:.4f}, NDS {metrics['eval_NDS']:.4f}")
-    return metrics
-
-
-def results_table(results: dict[str, dict[str, float]]) -> str:
-    """Markdown table of the official metrics of each run."""
-    header = "| model | " + " | ".join(TABLE_METRICS) + " | train + eval (min) |"
-    lines = [header, "|" + "---|" * (len(TABLE_METRICS) + 2)]
-    for run, metrics in results.items():
-        values = " | ".join(f"{metrics[f'eval_{name}']:.4f}" for name in TABLE_METRICS)
-        lines.append(f"| {RUNS[run][1]} | {values} | {metrics['train_minutes']:.1f} |")
+    for name, label in ARMS.items():
+        arm = summary["arms"][name]
+        per_seed = " / ".join(f"{v:.4f}" for v in arm["NDS"])
+        lines.append(
+            f"| {label} | {', '.join(map(str, arm['seeds']))} | {arm['mAP_mean']:.4f} ± {arm['mAP_std']:.4f} | "
+            f"{arm['NDS_mean']:.4f} ± {arm['NDS_std']:.4f} | {per_seed} |"
+        )
+    verdict = "yes" if summary["gain_beats_larger_std"] else "NO"
+    lines += [
+        "",
+        f"Distilled − no KD: {summary['NDS_gain']:+.4f} NDS (larger std {summary['larger_std']:.4f}): gain beats the "
+        f"larger std: **{verdict}**; distilled mean mAP ≥ 0.10: "
+        f"**{'yes' if summary['distilled_detects'] else 'NO'}**.",
+        f"Training time: {minutes['training']:.1f} min for {minutes['runs']} runs, {minutes['jobs']} at a time; "
+        f"whole job {minutes['total']:.1f} min.",
+    ]
     return "\n".join(lines) + "\n"
 
 
-def first_validation_sample(data_dir: Path, configs: list) -> dict[str, Any]:
-    """The first mini_val key frame, collated as a batch of one, with what every model needs."""
+def first_val_batch(dataroot: Path, version: str, configs: list) -> dict[str, Any]:
+    """The first val key frame, collated as a batch of one, with what every model needs."""
     from hf_crossdistill.data.nuscenes import collate_bev_batch, loader_options, nuscenes_detection_dataset
 
-    kwargs = loader_options(*configs)
-    kwargs["num_sweeps"] = 1
+    options = {**loader_options(*configs), "num_sweeps": 1}
     dataset = nuscenes_detection_dataset(
-        data_dir, "v1.0-mini", "mini_val", augment=False, point_cloud_range=configs[0].point_cloud_range, **kwargs
+        dataroot, version, "val", augment=False, point_cloud_range=configs[0].point_cloud_range, **options
     )
     return collate_bev_batch([next(iter(dataset))])
 
 
-def plot_predictions(models: dict[str, Any], batch: dict[str, Any], path: Path):
-    """One row of BEV plots (points, ground truth in green, predictions in red), one panel per model."""
+def plot_models(models: dict[str, Any], batch: dict[str, Any], path: Path):
+    """teacher | distilled | no KD on the same key frame, boxes at each model's evaluation score threshold."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -199,22 +183,24 @@ def plot_predictions(models: dict[str, Any], batch: dict[str, Any], path: Path):
     inputs = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor) and not k.startswith("gt_")}
     inputs["batch_size"] = 1
     fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 5), squeeze=False)
-    points = batch["points"][:, 1:3]
-    for ax, (title, model) in zip(axes[0], models.items()):
+    for ax, (title, (model, metrics)) in zip(axes[0], models.items()):
         model.eval()
         with torch.no_grad():
-            detection = model.post_process(model(**inputs))[0]
+            detection = model.post_process(model(**inputs))[0]  # at config.score_threshold, as evaluated
         plot_bev(
-            points,
+            batch["points"][:, 1:3],
             batch["gt_boxes"][0][batch["gt_mask"][0]],
             detection["boxes"],
             pred_scores=detection["scores"],
-            score_threshold=0.3,
+            score_threshold=float(model.config.score_threshold),
             bev_range=model.config.bev_range,
-            title=title,
+            title=f"{title}\nval mAP {metrics['mAP']:.3f} · NDS {metrics['NDS']:.3f}",
             ax=ax,
         )
-    fig.suptitle(f"sample {batch['sample_token'][0][:8]}: ground truth (green), detections with score ≥ 0.3 (red)")
+    fig.suptitle(
+        f"val key frame {batch['sample_token'][0][:8]}: ground truth (green), detections (red) at the "
+        "evaluation's score threshold"
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -226,65 +212,100 @@ def plot_predictions(models: dict[str, Any], batch: dict[str, Any], path: Path):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    args.out_dir = args.out_dir.resolve()
-    args.data_dir = args.data_dir.resolve()
     start = time.perf_counter()
+    plan = load_study_plan(args.plan, Path.cwd())
+    if args.data_dir is not None:
+        plan = dataclasses.replace(plan, data={**plan.data, "dataroot": str(args.data_dir)})
+    args.train_args = ["--dataroot", plan.data["dataroot"], *args.train_args]
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    ensure_dataset(args.data_dir, args.num_scenes, args.scene_duration, args.seed)
+    dataroot = ensure_dataset(plan)
+    version = plan.data["version"]
 
-    script = _distill_script()
-    if args.teacher is None:
-        results = {"teacher": train(script, "teacher", args, max_steps=args.teacher_steps)}
-        teacher_dir = args.out_dir / "teacher"
-    else:
-        teacher_dir = args.teacher.resolve()
-        results = {"teacher": evaluate_folder(script, teacher_dir, args)}
-    results["distilled"] = train(script, "distilled", args, max_steps=args.student_steps, teacher=teacher_dir)
-    results["no_kd"] = train(script, "no_kd", args, max_steps=args.student_steps)
-
-    table = results_table(results)
-    teacher_note = f"{args.teacher_steps} steps" if args.teacher is None else f"reused from {args.teacher}"
-    total_min = (time.perf_counter() - start) / 60
-    (args.out_dir / "results.md").write_text(
-        "# UniDistill quickstart (synthetic nuScenes v1.0-mini, official metrics on mini_val)\n\n"
-        + table
-        + f"\nTeacher: {teacher_note}; students {args.student_steps} steps each, batch {args.batch_size}; "
-        f"whole job {total_min:.1f} min.\n"
+    teacher_folder = args.teacher or (
+        train_teacher(plan, args) if args.retrain_teacher else Path(plan.teachers["fusion"]["folder"])
     )
-    (args.out_dir / "results.json").write_text(json.dumps(results, indent=2))
-    print(table)
+    if not (teacher_folder / "model.safetensors").is_file():
+        print(f"[quickstart] no trained teacher in {teacher_folder}: pass --retrain-teacher", file=sys.stderr)
+        return 2
+    if args.teacher is not None or args.retrain_teacher:
+        teachers = {**plan.teachers, "fusion": {**plan.teachers["fusion"], "folder": str(teacher_folder.resolve())}}
+        plan = dataclasses.replace(plan, teachers=teachers)
+
+    results_root = args.out_dir / "results"
+    train_start = time.perf_counter()
+    runs = run_study(
+        plan,
+        list(ARMS),
+        seeds=args.seeds,
+        jobs=args.jobs,
+        out_root=args.out_dir / "runs",
+        results_root=results_root,
+        root=Path.cwd(),
+        extra_args=args.train_args,
+    )
+    train_minutes = (time.perf_counter() - train_start) / 60
+
+    from hf_crossdistill.evaluation import evaluate_detector
+
+    teacher_metrics = evaluate_detector(teacher_folder, dataroot, version, "val", num_sweeps=1)
+    table = aggregate_unidistill_paths(
+        plan, results_root, machine="this machine", seeds=args.seeds, root=Path.cwd(), extra_args=args.train_args
+    )
+    summary = summarize(table, {k: teacher_metrics[k] for k in TABLE_METRICS})
+    minutes = {
+        "training": train_minutes,
+        "runs": len(runs),
+        "jobs": args.jobs,
+        "total": (time.perf_counter() - start) / 60,
+    }
+    summary["minutes"] = minutes
+    summary["runs"] = [{k: r[k] for k in ("arm", "seed", "mAP", "NDS", "wall_s", "command")} for r in runs]
+    text = report(summary, minutes)
+    (args.out_dir / "results.md").write_text(text)
+    (args.out_dir / "results.json").write_text(json.dumps(summary, indent=1))
+    print(text)
 
     from hf_crossdistill.distill import load_pretrained_strict
     from hf_crossdistill.hub import save_for_hub
     from hf_crossdistill.models.bev_detector import BEVDetectorForObjectDetection
 
-    models = {RUNS[run][1]: load_pretrained_strict(BEVDetectorForObjectDetection, args.out_dir / run) for run in RUNS}
-    batch = first_validation_sample(args.data_dir, [m.config for m in models.values()])
-    image = plot_predictions(models, batch, args.out_dir / "bev.png")
-
-    student = models[RUNS["distilled"][1]]
-    metrics = {name: results["distilled"][f"eval_{name}"] for name in TABLE_METRICS}
-    save_for_hub(
-        student,
-        args.out_dir / "hub_student",
-        card_kwargs={
-            "model_name": "bev-camera-tiny-unidistill-l2c",
-            "method": "unidistill",
-            "teacher": "tiny LiDAR BEV detector trained by this quickstart (bev_lidar_supervised_tiny.yaml)",
-            "datasets": "synthetic-nuscenes-v1.0-mini",
-            "metrics": metrics,
-            "eval_split": "mini_val",
-            "recipe": RECIPES / RUNS["distilled"][0],
-            "description": "Tiny camera-only BEV detector distilled from a LiDAR teacher with UniDistill (L→C) on a "
-            "synthetic nuScenes-format dataset, as a pipeline demonstration; not a model for real driving data.",
-        },
-        images={"bev": image},
-    )
+    # The seed-0 runs (the first seed given) are the Hub folders and the picture.
+    seed = args.seeds[0]
+    folders = {
+        "teacher": teacher_folder,
+        **{name: args.out_dir / "runs" / "val" / name / f"seed{seed}" for name in ARMS},
+    }
+    metrics = {"teacher": summary["teacher"]}
+    for name in ARMS:
+        result = json.loads((results_root / "val" / name / f"seed{seed}.json").read_text())
+        metrics[name] = {k: result["metrics"][f"eval_{k}"] for k in TABLE_METRICS}
+    models = {name: load_pretrained_strict(BEVDetectorForObjectDetection, folder) for name, folder in folders.items()}
+    labels = {"teacher": "fusion teacher (L+C)", **ARMS}
+    batch = first_val_batch(dataroot, version, [m.config for m in models.values()])
+    image = plot_models({labels[n]: (models[n], metrics[n]) for n in models}, batch, args.out_dir / "bev.png")
+    recipes = {"teacher": plan.teachers["fusion"]["recipe"], **{n: str(plan.arms[n].recipe) for n in ARMS}}
+    for name, model in models.items():
+        save_for_hub(
+            model,
+            args.out_dir / "hub" / name,
+            card_kwargs={
+                "model_name": f"bev-small-quickstart-{name.replace('_', '-')}",
+                "method": "unidistill" if name == "distilled" else None,
+                "teacher": "the fusion teacher of this quickstart (hub/teacher)" if name == "distilled" else None,
+                "datasets": "synthetic-nuscenes",
+                "metrics": metrics[name],
+                "eval_split": "val",
+                "recipe": recipes[name],
+                "description": f"{labels[name]} of the hf_crossdistill quickstart, trained on a synthetic "
+                "nuScenes-format dataset (a pipeline demonstration, not a model for real driving data).",
+            },
+            images={"bev": image},
+        )
     print(
-        f"[quickstart] done in {(time.perf_counter() - start) / 60:.1f} min: {args.out_dir / 'results.md'}, "
-        f"{args.out_dir / 'bev.png'}, {args.out_dir / 'hub_student'}"
+        f"[quickstart] done in {(time.perf_counter() - start) / 60:.1f} min: {args.out_dir}/results.md, bev.png, hub/"
     )
-    return 0
+    passed = summary["gain_beats_larger_std"] and summary["distilled_detects"]
+    return 1 if args.check and not passed else 0
 
 
 if __name__ == "__main__":

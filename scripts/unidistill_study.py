@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         train_teachers(plan, root, args.out, args.results)
     if args.aggregate:
         data_hash = dataroot_fingerprint(plan.data["dataroot"], plan.data["version"])
-        table = aggregate_unidistill_paths(plan, args.results, machine=args.machine, data_hash=data_hash)
+        table = aggregate_unidistill_paths(plan, args.results, machine=args.machine, data_hash=data_hash, root=root)
         args.table.parent.mkdir(parents=True, exist_ok=True)
         args.table.write_text(json.dumps(table, indent=1) + "\n")
         print(f"[study] wrote {args.table} ({sorted(table['paths'])})")

@@ -108,8 +108,16 @@ def test_study_runs_each_seed_once_reuses_finished_runs_and_aggregates(tmp_path,
     (tmp_path / "recipes" / "l2c_paper.yaml").write_text("student_config: camera\nquality: 0.07\n")
     run_study(plan, jobs=1, entry_point=fake_entry, nice=0, **kwargs)
     assert len((tmp_path / "out" / "calls.jsonl").read_text().splitlines()) == 8
+    # Extra arguments (a smoke run's --max_steps) are part of what a finished run must match.
+    run_study(
+        plan, ["camera_alone"], seeds=[0], entry_point=fake_entry, nice=0, extra_args=["--max_steps", "2"], **kwargs
+    )
+    calls = (tmp_path / "out" / "calls.jsonl").read_text().splitlines()
+    assert len(calls) == 9 and json.loads(calls[-1])[-2:] == ["--max_steps", "2"]
+    run_study(plan, ["camera_alone"], seeds=[0], entry_point=fake_entry, nice=0, **kwargs)
+    assert len((tmp_path / "out" / "calls.jsonl").read_text().splitlines()) == 10
 
-    table = aggregate_unidistill_paths(plan, tmp_path / "results", machine="test", data_hash="abc")
+    table = aggregate_unidistill_paths(plan, tmp_path / "results", machine="test", data_hash="abc", root=tmp_path)
     entry = table["paths"]["L->C"]
     assert entry["teacher"]["mAP"] == 0.6
     assert entry["student_alone"]["seeds"] == [0, 1, 2]
