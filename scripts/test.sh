@@ -17,7 +17,7 @@ if [ ${#args[@]} -eq 0 ] && [ "${CI:-}" = "true" ]; then
     (timeout 300 apt-get update -qq && timeout 300 apt-get install -y -qq chromium) >/dev/null 2>&1 \
       || echo "[test] chromium could not be installed; browser tests will skip"
   fi
-  args=(-m "not gpu" --durations=15)
+  args=(-m "not gpu and not quickstart_full" --durations=15)
 fi
 python -m ruff check .
 python -m pytest "${args[@]}"
