@@ -213,8 +213,10 @@ def run_arm(
     """Run (or reuse) one seed of one arm and return its result; see the module docstring."""
     eval_split = plan.eval_split(split)
     result_file = results_root / split / arm.name / f"seed{seed}.json"
-    teacher_folder = str(root / plan.teachers[arm.teacher]["folder"]) if arm.teacher is not None else None
-    fingerprint = arm.fingerprint(seed, eval_split, extra_args, teacher_folder)
+    # The teacher as the plan names it (not the absolute path), so a checkout elsewhere reuses the results.
+    teacher_name = plan.teachers[arm.teacher]["folder"] if arm.teacher is not None else None
+    teacher_folder = str(root / teacher_name) if teacher_name is not None else None
+    fingerprint = arm.fingerprint(seed, eval_split, extra_args, teacher_name)
     if result_file.is_file():
         previous = json.loads(result_file.read_text())
         if previous.get("fingerprint") == fingerprint:
@@ -339,7 +341,7 @@ def aggregate_unidistill_paths(
             file = results_root / "val" / arm.name / f"seed{seed}.json"
             if file.is_file():
                 result = json.loads(file.read_text())
-                teacher = str(root / plan.teachers[arm.teacher]["folder"]) if arm.teacher is not None else None
+                teacher = plan.teachers[arm.teacher]["folder"] if arm.teacher is not None else None
                 if result.get("fingerprint") == arm.fingerprint(seed, "val", extra_args, teacher):
                     rows.append(result)
         if not rows:
