@@ -102,8 +102,10 @@ def _peak_rss_gib() -> float | None:
 
 
 def _benchmark_path(name: str, args, root: Path) -> dict:
+    from hf_crossdistill.distill._diagnostics import gradient_norms
     from hf_crossdistill.losses.unidistill import (
         feature_distillation_loss,
+        foreground_feature_distillation_loss,
         relation_distillation_loss,
         response_distillation_loss,
     )
@@ -139,11 +141,12 @@ def _benchmark_path(name: str, args, root: Path) -> dict:
     boxes, mask = batch["gt_boxes"], batch["gt_mask"]
     sync = torch.cuda.synchronize if str(device).startswith("cuda") else None
 
-    def distill_terms(low, high, heat, reg, teacher_out):
+    def distill_terms(low, high, heat, reg, teacher_out, region="crucial_points", normalize="none"):
         if adaptive is not None:
             low, high = adaptive(low, high)
+        feature_loss = foreground_feature_distillation_loss if region == "foreground" else feature_distillation_loss
         return (
-            l_fea * feature_distillation_loss(low, teacher_out.low_level_bev, boxes, mask, bev_range)
+            l_fea * feature_loss(low, teacher_out.low_level_bev, boxes, mask, bev_range, normalize=normalize)
             + l_rel * relation_distillation_loss(high, teacher_out.high_level_bev, boxes, mask, bev_range)
             + l_resp
             * response_distillation_loss(
@@ -186,9 +189,23 @@ def _benchmark_path(name: str, args, root: Path) -> dict:
         for t in (reference.low_level_bev, reference.high_level_bev, reference.heatmap_logits, reference.regression)
     ]
 
-    def extras_step():
+    def extras_step(**switches):
         inputs = [t.clone().requires_grad_(True) for t in leaves]
-        distill_terms(*inputs, fixed_teacher).backward()
+        distill_terms(*inputs, fixed_teacher, **switches).backward()
+
+    def balancing_measurement():
+        # What loss_balancing="gradient_share" adds once per interval: each term's gradient at the low-level map.
+        teacher_out = teacher_forward()
+        output = student(**batch)
+        low, high, heat, reg = output.low_level_bev, output.high_level_bev, output.heatmap_logits, output.regression
+        terms = [
+            feature_distillation_loss(low, teacher_out.low_level_bev, boxes, mask, bev_range),
+            relation_distillation_loss(high, teacher_out.high_level_bev, boxes, mask, bev_range),
+            response_distillation_loss(
+                heat, reg, teacher_out.heatmap_logits, teacher_out.regression, boxes, mask, bev_range
+            ),
+        ] if adaptive is None else []  # fmt: skip
+        gradient_norms([output.loss, *terms], low)
 
     def timed(fn):
         peak = None
@@ -206,6 +223,25 @@ def _benchmark_path(name: str, args, root: Path) -> dict:
     teacher_s, _ = timed(teacher_forward)
     distill_s, distill_mem = timed(distill_step)
     extras_s, _ = timed(extras_step)
+    # The study's switches (issue 11), timed the same way; the balancing measurement end to end (forward + the
+    # gradient norms, minus a forward), amortised over the default interval of 50 steps.
+    switches = {
+        "feature_normalization=layer": {"normalize": "layer"},
+        "feature_normalization=channel": {"normalize": "channel"},
+        "feature_region=foreground": {"region": "foreground"},
+        "feature_region=foreground,channel": {"region": "foreground", "normalize": "channel"},
+    }
+    switch_pct = {}
+    for label, switch in switches.items():
+        seconds, _ = timed(lambda switch=switch: extras_step(**switch))
+        switch_pct[label] = 100.0 * seconds / student_s
+    if adaptive is None:
+        forward_s, _ = timed(lambda: (teacher_forward(), student(**batch)))
+        measure_s, _ = timed(balancing_measurement)
+        switch_pct["loss_balancing=gradient_share (per measurement)"] = 100.0 * (measure_s - forward_s) / student_s
+        switch_pct["loss_balancing=gradient_share (amortised, interval 50)"] = (
+            100.0 * (measure_s - forward_s) / 50 / student_s
+        )
     result = {
         "presets": "tiny" if tiny else "paper",
         "student_step_s": student_s,
@@ -218,6 +254,7 @@ def _benchmark_path(name: str, args, root: Path) -> dict:
         "student_peak_gib": student_mem,
         "distill_peak_gib": distill_mem,
         "peak_memory_kind": "cuda_allocated" if sync is not None else "process_peak_rss",
+        "switch_extras_pct_of_student_step": switch_pct,
     }
     print(
         f"{name:24s} student {student_s * 1e3:8.1f} ms  teacher fwd {teacher_s * 1e3:8.1f} ms  "
@@ -225,6 +262,8 @@ def _benchmark_path(name: str, args, root: Path) -> dict:
         f"= {result['extras_pct_of_student_step']:.1f}% of the student step"
         + (f"  peak {student_mem:.2f} → {distill_mem:.2f} GiB" if student_mem is not None else "")
     )
+    for label, pct in switch_pct.items():
+        print(f"{'':24s}   extras with {label}: {pct:.1f}% of the student step")
     return result
 
 
