@@ -507,3 +507,84 @@ def segmentation_panel(
     if save_path is not None:
         save_png(panel, save_path)
     return panel
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Study results (UniDistill paths and loss curves)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def plot_study_paths(table: dict, *, metric: str = "NDS", ax=None, save_path: str | os.PathLike | None = None):
+    """Bars per distillation path: teacher, student alone and distilled (mean over seeds, error bar = sample std).
+
+    Args:
+        table: the four-path table of `hf_crossdistill.experiments.aggregate_unidistill_paths` (its `"paths"`).
+        metric: `"NDS"` or `"mAP"`.
+
+    Returns:
+        the matplotlib `Figure`.
+    """
+    if metric not in ("NDS", "mAP"):
+        raise ValueError(f"plot_study_paths: metric must be 'NDS' or 'mAP', got {metric!r}")
+    paths = table.get("paths") if isinstance(table, dict) else None
+    if not paths:
+        raise ValueError("plot_study_paths: the table has no finished path")
+    fig, ax = _figure(ax, figsize=(2.2 * len(paths) + 2, 4))
+    kinds = (("teacher", "teacher", "#888888"), ("student_alone", "student alone", "#4c72b0"))
+    kinds += (("distilled", "distilled", "#dd8452"),)
+    width = 0.26
+    for k, (key, label, color) in enumerate(kinds):
+        means, stds, xs = [], [], []
+        for i, entry in enumerate(paths.values()):
+            value = entry.get(key)
+            if not value or value.get(metric) is None:
+                continue
+            values = value[metric] if isinstance(value[metric], list) else [value[metric]]
+            xs.append(i + (k - 1) * width)
+            means.append(float(np.mean(values)))
+            stds.append(float(np.std(values, ddof=1)) if len(values) > 1 else 0.0)
+        ax.bar(xs, means, width, yerr=stds, capsize=3, label=label, color=color)
+    ax.set_xticks(range(len(paths)), list(paths))
+    ax.set_ylabel(f"{metric} (val)")
+    ax.legend(frameon=False, fontsize=8)
+    ax.set_title(f"UniDistill paths: {metric}, mean ± std over seeds")
+    _save(fig, save_path)
+    return fig
+
+
+def plot_term_curves(
+    curves: dict[str, list[dict]],
+    *,
+    terms: Sequence[str] = ("loss_det", "loss_feature", "loss_relation", "loss_response"),
+    save_path: str | os.PathLike | None = None,
+):
+    """Each logged loss term over training steps, one panel per term, one line per run.
+
+    Args:
+        curves: run label → the run's logged entries (`{"step": int, "<term>": float, ...}`, e.g. the `curve` of a
+            study result JSON).
+        terms: the logged keys to draw (a term a run did not log is skipped for that run).
+
+    Returns:
+        the matplotlib `Figure`.
+    """
+    if not curves:
+        raise ValueError("plot_term_curves: no run to draw")
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(terms), figsize=(4 * len(terms), 3.2), squeeze=False)
+    for ax, term in zip(axes[0], terms):
+        for label, entries in curves.items():
+            points = [(e["step"], e[term]) for e in entries if term in e and "step" in e]
+            if points:
+                steps, values = zip(*points)
+                ax.plot(steps, values, label=label, linewidth=1)
+        ax.set_title(term)
+        ax.set_xlabel("step")
+    axes[0][0].legend(frameon=False, fontsize=7)
+    fig.tight_layout()
+    _save(fig, save_path)
+    return fig

@@ -50,6 +50,26 @@ def train_teachers(plan, root: Path, out: Path, results: Path, jobs_log=print) -
         jobs_log(f"[study] teacher {key}: copied into {folder}")
 
 
+def write_plots(plan, table: dict, results: Path, folder: Path) -> None:
+    """Per-path bars (NDS and mAP, mean ± std) and, per path, each term's curve for seed 0 of every arm."""
+    from hf_crossdistill.visualization import plot_study_paths, plot_term_curves
+
+    if table["paths"]:
+        for metric in ("NDS", "mAP"):
+            plot_study_paths(table, metric=metric, save_path=folder / f"unidistill_paths_{metric}.png")
+    for path in sorted({arm.path for arm in plan.arms.values() if arm.path is not None}):
+        arms = [a for a in plan.arms.values() if a.path == path]
+        arms += [plan.arms[a.alone] for a in arms if a.alone is not None][:1]
+        curves = {}
+        for arm in arms:
+            file = results / "val" / arm.name / "seed0.json"
+            if file.is_file():
+                curves[arm.name] = json.loads(file.read_text())["curve"]
+        if curves:
+            name = path.replace("+", "").replace("->", "_to_")
+            plot_term_curves(curves, save_path=folder / f"unidistill_terms_{name}.png")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plan", type=Path, default=Path("hub_configs/recipes/study/unidistill_paths.yaml"))
@@ -75,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         args.table.parent.mkdir(parents=True, exist_ok=True)
         args.table.write_text(json.dumps(table, indent=1) + "\n")
         print(f"[study] wrote {args.table} ({sorted(table['paths'])})")
+        write_plots(plan, table, args.results, args.table.parent)
         return 0
     if args.arms is not None or not args.train_teachers:
         try:

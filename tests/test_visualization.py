@@ -91,3 +91,40 @@ def test_plot_inputs_are_validated():
         plot_bev(None, None, np.ones((2, 7)), pred_scores=[0.5])
     with pytest.raises(ValueError, match="image must be"):
         plot_camera_boxes(np.ones((4, 4)), np.ones((1, 7)), np.eye(3), np.eye(4))
+
+
+def test_study_plots_draw_bars_with_error_bars_and_term_curves(tmp_path):
+    import pytest
+
+    from hf_crossdistill.visualization import plot_study_paths, plot_term_curves
+
+    table = {
+        "paths": {
+            "L->C": {
+                "teacher": {"mAP": 0.6, "NDS": 0.5},
+                "student_alone": {"mAP": [0.10, 0.12, 0.11], "NDS": [0.20, 0.22, 0.21]},
+                "distilled": {"mAP": [0.15, 0.16, 0.14], "NDS": [0.26, 0.25, 0.27]},
+            },
+            "C->L": {
+                "teacher": {"mAP": 0.1, "NDS": 0.2},
+                "student_alone": None,
+                "distilled": {"mAP": [0.3], "NDS": [0.3]},
+            },
+        }
+    }
+    fig = plot_study_paths(table, metric="NDS", save_path=tmp_path / "bars.png")
+    ax = fig.axes[0]
+    heights = sorted(round(p.get_height(), 4) for p in ax.patches)
+    assert heights == sorted([0.5, 0.2, 0.21, 0.26, 0.3])  # a missing arm draws no bar
+    assert (tmp_path / "bars.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="metric"):
+        plot_study_paths(table, metric="mATE")
+    with pytest.raises(ValueError, match="no finished path"):
+        plot_study_paths({"paths": {}})
+
+    curves = {"alone": [{"step": 10, "loss_det": 3.0}, {"step": 20, "loss_det": 2.0}],
+              "kd": [{"step": 10, "loss_det": 3.1, "loss_feature": 0.5}]}  # fmt: skip
+    fig = plot_term_curves(curves, terms=("loss_det", "loss_feature"), save_path=tmp_path / "curves.png")
+    assert [len(a.lines) for a in fig.axes] == [2, 1]
+    with pytest.raises(ValueError, match="no run"):
+        plot_term_curves({})
