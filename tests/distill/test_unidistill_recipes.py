@@ -142,3 +142,21 @@ def test_recipe_errors_are_clear(tmp_path):
         script.parse_arguments(["--config", str(bad)])
     with pytest.raises(FileNotFoundError, match="no such recipe"):
         script.parse_arguments(["--config", str(tmp_path / "missing.yaml")])
+
+
+PLAN_RECIPES = sorted((RECIPES_DIR / "study").glob("*.yaml")) + sorted((RECIPES_DIR / "quickstart").glob("*.yaml"))
+PLAN_RECIPES = [p for p in PLAN_RECIPES if p.stem not in ("unidistill_paths", "plan")]
+
+
+@pytest.mark.parametrize("recipe", PLAN_RECIPES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_study_and_quickstart_recipes_parse_and_use_the_dev_protocol(recipe, tmp_path):
+    script = load_script()
+    script_args, training_args = script.parse_arguments(["--config", str(recipe), "--output_dir", str(tmp_path)])
+    config = script.resolve_student_config(script_args.student_config)
+    assert config.model_type == "bev_detector"
+    # Trained on train_detect: the dev split (train_track) and val stay out of training.
+    assert script_args.train_split == "train_detect" and script_args.eval_split == "val"
+    if training_args.distills:
+        teacher = REPO_ROOT / training_args.teacher_model_name_or_path
+        assert teacher.parent.name == "pretrained" and teacher.name.startswith("study_")
+        assert script_args.num_sweeps == 1  # as the teachers were trained
