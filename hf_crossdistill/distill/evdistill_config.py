@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from ..models.translation.configuration_translation import EDGE_PRIORS, is_positive_odd_int
+from ._nonfinite import NONFINITE_HELP, check_nonfinite_limit
 
 __all__ = ["EVDISTILL_MODES", "EvDistillConfig"]
 
@@ -145,7 +146,10 @@ class EvDistillConfig(TrainingArguments):
         default_factory=lambda: ["source_labels"], metadata={"help": "Batch keys holding targets."}
     )
 
+    max_consecutive_nonfinite_steps: int = field(default=10, metadata={"help": NONFINITE_HELP})
+
     def __post_init__(self):
+        check_nonfinite_limit(self.max_consecutive_nonfinite_steps, "EvDistillConfig")
         if self.mode not in EVDISTILL_MODES:
             raise ValueError(f"EvDistillConfig.mode must be one of {EVDISTILL_MODES}, got {self.mode!r}")
         for name in _WEIGHTS:

@@ -63,6 +63,7 @@ from ..models.translation import (
     PatchGANDiscriminatorConfig,
 )
 from ._distributed import destroy_process_group_at_exit
+from ._nonfinite import NonFiniteGuardMixin
 from ._term_logging import TermLoggingMixin
 from .evdistill_config import EvDistillConfig
 
@@ -436,7 +437,7 @@ def build_evdistill_model(
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class EvDistillTrainer(TermLoggingMixin, Trainer):
+class EvDistillTrainer(NonFiniteGuardMixin, TermLoggingMixin, Trainer):
     """`Trainer` for EvDistill (eq. 9) and its baselines (pseudo labels; KD with only events and APS frames).
 
     Args:
@@ -478,6 +479,7 @@ class EvDistillTrainer(TermLoggingMixin, Trainer):
         self.teacher.eval()
         self.accelerator.unwrap_model(self.model).set_teacher(self.teacher)
         self._init_term_logging()
+        self._init_nonfinite_guard()
         destroy_process_group_at_exit()
 
     @property
@@ -496,8 +498,9 @@ class EvDistillTrainer(TermLoggingMixin, Trainer):
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if not self.args.should_save:
             return
-        os.makedirs(output_dir, exist_ok=True)
         wrapper = self.wrapper
+        self._check_finite_weights(wrapper, f"a checkpoint to {output_dir}")
+        os.makedirs(output_dir, exist_ok=True)
         wrapper.event_student.save_pretrained(output_dir)
         for name in _EXTRA_MODULES:
             module = getattr(wrapper, name)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from ._nonfinite import NONFINITE_HELP, check_nonfinite_limit
+
 __all__ = ["FEATURE_REGIONS", "LOSS_BALANCING", "PAPER_LOSS_WEIGHTS", "UniDistillConfig"]
 
 LOSS_BALANCING = ("none", "gradient_share")
@@ -124,7 +126,10 @@ class UniDistillConfig(TrainingArguments):
         metadata={"help": "Batch keys holding the targets (so `evaluate` computes the losses)."},
     )
 
+    max_consecutive_nonfinite_steps: int = field(default=10, metadata={"help": NONFINITE_HELP})
+
     def __post_init__(self):
+        check_nonfinite_limit(self.max_consecutive_nonfinite_steps, "UniDistillConfig")
         for name in ("lambda_feature", "lambda_relation", "lambda_response"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:

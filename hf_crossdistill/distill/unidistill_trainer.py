@@ -42,6 +42,7 @@ from ..losses.unidistill import (
 from ..models.adaptive import BEVAdaptiveLayers, check_same_grid
 from ._diagnostics import crucial_point_feature_statistics, gradient_norms, shared_parameter_gradient_norms
 from ._distributed import destroy_process_group_at_exit
+from ._nonfinite import NonFiniteGuardMixin
 from ._term_logging import TermLoggingMixin
 from .unidistill_config import UniDistillConfig
 
@@ -275,7 +276,7 @@ class NuScenesEvaluation:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class UniDistillTrainer(TermLoggingMixin, Trainer):
+class UniDistillTrainer(NonFiniteGuardMixin, TermLoggingMixin, Trainer):
     """`Trainer` for UniDistill (paper eq. 8) and for supervised training of BEV detectors (no teacher).
 
     Args:
@@ -346,6 +347,7 @@ class UniDistillTrainer(TermLoggingMixin, Trainer):
             self.teacher = self.accelerator.prepare_model(teacher, evaluation_mode=True)
             self.teacher.eval()
         self._init_term_logging()
+        self._init_nonfinite_guard()
         destroy_process_group_at_exit()
         self._balancing_weights: dict[str, torch.Tensor] | None = None
         self.nuscenes_evaluation = nuscenes_evaluation
@@ -605,8 +607,10 @@ class UniDistillTrainer(TermLoggingMixin, Trainer):
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if not self.args.should_save:
             return
-        os.makedirs(output_dir, exist_ok=True)
         wrapper: UniDistillModel = self.accelerator.unwrap_model(self.model)
+        if state_dict is None:
+            self._check_finite_weights(wrapper, f"a checkpoint to {output_dir}")
+        os.makedirs(output_dir, exist_ok=True)
         student_state = extras_state = None
         if state_dict is not None:  # FSDP / DeepSpeed gather the wrapper's state dict for us
             student_state = {k[len("student.") :]: v for k, v in state_dict.items() if k.startswith("student.")}

@@ -210,3 +210,33 @@ def test_trainer_registers_the_process_group_exit_hook(tmp_path, monkeypatch):
     monkeypatch.setattr(evdistill_trainer, "destroy_process_group_at_exit", lambda: calls.append(1))
     EvDistillTrainer(_deeplab("events"), _args(tmp_path), teacher=_deeplab("image"), train_dataset=_Batches())
     assert calls == [1]
+
+
+def test_nonfinite_steps_are_skipped_and_nonfinite_weights_never_saved(tmp_path):
+    class DivergingTrainer(EvDistillTrainer):
+        """Eq. 9 times NaN: what a diverged step looks like to the guard (NaN loss and gradients)."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            return super().compute_loss(model, inputs) * float("nan")
+
+    trainer = DivergingTrainer(
+        _deeplab("events"), _args(tmp_path), teacher=_deeplab("image"), train_dataset=_Batches()
+    )
+    before = {k: v.clone() for k, v in trainer.wrapper.event_student.named_parameters()}
+    trainer.train()
+    assert [log["nonfinite_skipped_steps"] for log in trainer.state.log_history if "loss" in log] == [1, 2]
+    for name, value in trainer.wrapper.event_student.named_parameters():
+        torch.testing.assert_close(value, before[name], rtol=0, atol=0, msg=name)
+    with pytest.raises(FloatingPointError, match="2 consecutive"):
+        DivergingTrainer(
+            _deeplab("events"),
+            _args(tmp_path / "stop", max_consecutive_nonfinite_steps=2, max_steps=4),
+            teacher=_deeplab("image"),
+            train_dataset=_Batches(),
+        ).train()
+    with torch.no_grad():
+        next(trainer.wrapper.event_student.parameters()).fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="refusing to write"):
+        trainer.save_model(str(tmp_path / "final"))
+    with pytest.raises(ValueError, match="max_consecutive_nonfinite_steps"):
+        _args(tmp_path, max_consecutive_nonfinite_steps=0)

@@ -481,3 +481,72 @@ def test_evaluate_detector_scores_a_saved_folder_and_the_cli_prints_the_same(tmp
         cli.main([str(tmp_path / "p.json"), *argv])  # a predictions file and --model: one or the other
     with pytest.raises(TypeError, match="not a BEV detector"):
         evaluate_detector(torch.nn.Linear(2, 2), root, "v1.0-mini", "mini_val")
+
+
+# ------------------------------------------------------------------------------------ non-finite guard (issue 13)
+
+
+def _with_nan_points(samples: list[dict]) -> list[dict]:
+    out = []
+    for sample in samples:
+        points = torch.as_tensor(sample["points"]).clone()
+        points[0, 3] = float("nan")  # one point's intensity
+        out.append({**sample, "points": points})
+    return out
+
+
+def test_nonfinite_steps_are_skipped_and_a_run_of_them_stops_training(tmp_path, tiny_samples):
+    torch.manual_seed(0)
+    model = BEVDetectorForObjectDetection(tiny_config("lidar"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    args = make_args(tmp_path, max_steps=3, save_steps=10)
+    trainer = UniDistillTrainer(model=model, args=args, train_dataset=_with_nan_points(tiny_samples))
+    trainer.train()
+    # Every step had a NaN loss: none was applied (weights, BatchNorm statistics aside, and optimiser untouched).
+    for name, value in trainer.model.student.state_dict().items():
+        if "running_" not in name and "num_batches_tracked" not in name:
+            torch.testing.assert_close(value, before[name], rtol=0, atol=0, msg=name)
+    assert all(not state for state in trainer.optimizer.state.values())
+    assert [e["nonfinite_skipped_steps"] for e in logged(trainer)] == [1, 2, 3]
+
+    torch.manual_seed(0)
+    args = make_args(tmp_path / "stop", max_steps=5, save_steps=10, max_consecutive_nonfinite_steps=2)
+    trainer = UniDistillTrainer(
+        model=BEVDetectorForObjectDetection(tiny_config("lidar")),
+        args=args,
+        train_dataset=_with_nan_points(tiny_samples),
+    )
+    with pytest.raises(FloatingPointError, match=r"2 consecutive steps \(the last at step 2.*loss_det"):
+        trainer.train()
+
+
+def test_finite_steps_train_as_before_and_non_finite_weights_are_never_saved(tmp_path, tiny_samples):
+    torch.manual_seed(0)
+    args = make_args(tmp_path, max_steps=2, save_steps=10)
+    trainer = UniDistillTrainer(
+        model=BEVDetectorForObjectDetection(tiny_config("lidar")), args=args, train_dataset=tiny_samples
+    )
+    trainer.train()
+    assert [e["nonfinite_skipped_steps"] for e in logged(trainer)] == [0, 0]
+    assert all(state for state in trainer.optimizer.state.values())  # steps were applied
+    with torch.no_grad():
+        next(trainer.model.student.parameters())[0].fill_(float("inf"))
+    with pytest.raises(FloatingPointError, match="refusing to write"):
+        trainer.save_model(str(tmp_path / "final"))
+    assert not (tmp_path / "final" / "model.safetensors").exists()
+
+
+def test_a_diverging_learning_rate_leaves_only_finite_weights(tmp_path, tiny_samples):
+    torch.manual_seed(0)
+    args = make_args(tmp_path, learning_rate=1e6, max_steps=12, save_steps=3, max_consecutive_nonfinite_steps=3)
+    trainer = UniDistillTrainer(
+        model=BEVDetectorForObjectDetection(tiny_config("lidar")), args=args, train_dataset=tiny_samples
+    )
+    try:
+        trainer.train()
+        trainer.save_model()
+    except FloatingPointError as err:  # diverged: stopped (or refused to save) with a clear message
+        assert "not finite" in str(err) or "refusing to write" in str(err)
+    for weights in Path(args.output_dir).rglob("model.safetensors"):
+        for name, value in safetensors.torch.load_file(str(weights)).items():
+            assert torch.isfinite(value).all(), (weights, name)
