@@ -33,11 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-PRESETS = REPO_ROOT / "hub_configs" / "models"
-# What `save_pretrained` records about a saved model rather than its architecture.
-_SAVE_METADATA_KEYS = frozenset({"architectures", "dtype", "torch_dtype", "transformers_version", "_name_or_path"})
-
 
 @dataclass
 class DistillScriptArguments:
@@ -83,21 +78,14 @@ class DistillScriptArguments:
 
 
 def resolve_student_config(spec: str):
-    """A `BEVDetectorConfig` from a preset name, a config.json path or a save_pretrained folder."""
+    """The student's `BEVDetectorConfig` from a preset name, a config.json or a save_pretrained folder."""
     from hf_crossdistill.models.bev_detector import BEVDetectorConfig
+    from hf_crossdistill.presets import resolve_config
 
-    path = Path(spec)
-    if path.is_dir():
-        path = path / "config.json"
-    elif not path.suffix:
-        path = PRESETS / f"{spec}.json"
-    if not path.is_file():
-        known = sorted(p.stem for p in PRESETS.glob("*.json"))
-        raise FileNotFoundError(f"student_config {spec!r}: {path} does not exist (presets: {known})")
-    values = json.loads(path.read_text())
-    for key in ("model_type", *_SAVE_METADATA_KEYS):
-        values.pop(key, None)
-    return BEVDetectorConfig(**values)
+    config = resolve_config(spec, what="student_config")
+    if not isinstance(config, BEVDetectorConfig):
+        raise ValueError(f"student_config {spec!r} is a {type(config).__name__}, not a BEV detector config")
+    return config
 
 
 def load_recipe(path: str | Path) -> dict[str, Any]:
@@ -182,8 +170,10 @@ def maybe_sync_batchnorm(model, training_args, enabled: bool):
 
 def config_differences(saved, wanted) -> dict[str, tuple[Any, Any]]:
     """`{field: (saved value, wanted value)}` for the architecture fields on which two model configs disagree."""
+    from hf_crossdistill.presets import SAVE_METADATA_KEYS
+
     a, b = saved.to_dict(), wanted.to_dict()
-    keys = (set(a) | set(b)) - _SAVE_METADATA_KEYS
+    keys = (set(a) | set(b)) - SAVE_METADATA_KEYS
     return {k: (a.get(k), b.get(k)) for k in sorted(keys) if a.get(k) != b.get(k)}
 
 

@@ -123,17 +123,14 @@ _TASKS = {
 }
 
 
-def preset_dirs() -> list[Path]:
-    """Folders searched for `hub_configs/models/<preset>.json`: next to app.py (a Space) and the repo root."""
-    return [root / "hub_configs" / "models" for root in (APP_DIR, APP_DIR.parent)]
-
-
 def _preset_path(name: str) -> Path:
-    for folder in preset_dirs():
-        if (folder / f"{name}.json").is_file():
-            return folder / f"{name}.json"
-    searched = ", ".join(str(d) for d in preset_dirs())
-    raise DemoInputError(f"preset {name}.json not found (searched {searched}); give a model id or folder instead")
+    """A preset shipped with the package (`hf_crossdistill.presets`)."""
+    from hf_crossdistill.presets import preset_path
+
+    try:
+        return preset_path(name)
+    except FileNotFoundError as err:
+        raise DemoInputError(f"{err}; give a model id or folder instead") from err
 
 
 def _short(err: BaseException) -> str:

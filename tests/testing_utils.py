@@ -31,17 +31,19 @@ def load_script(path: str | Path, name: str) -> ModuleType:
 
 
 def load_preset(name: str) -> dict[str, Any]:
-    """The config dict of `hub_configs/models/<name>.json`."""
-    path = HUB_CONFIGS / "models" / f"{name}.json"
-    return json.loads(path.read_text())
+    """The config dict of a shipped preset (`hf_crossdistill.presets`, also `hub_configs/models/<name>.json`)."""
+    from hf_crossdistill.presets import preset_path
+
+    return json.loads(preset_path(name).read_text())
 
 
 def tiny_config(config_cls: type, preset: str | None = None, **overrides: Any):
     """A config of `config_cls` built from a `*_tiny` preset (when given) with keyword overrides."""
     kwargs: dict[str, Any] = {}
     if preset is not None:
-        kwargs = {k: v for k, v in load_preset(preset).items() if k not in ("model_type", "architectures")}
-        kwargs.pop("transformers_version", None)
+        from hf_crossdistill.presets import SAVE_METADATA_KEYS
+
+        kwargs = {k: v for k, v in load_preset(preset).items() if k != "model_type" and k not in SAVE_METADATA_KEYS}
     kwargs.update(overrides)
     return config_cls(**kwargs)
 

@@ -57,7 +57,10 @@ class EvDistillConfig(TrainingArguments):
     )
     aps_student_config: str | None = field(
         default=None,
-        metadata={"help": "config.json of S_aps (trained alongside, eq. 4 and 8). None: no APS student."},
+        metadata={
+            "help": "S_aps (trained alongside, eq. 4 and 8): a preset name, a config.json or a folder. None: no APS "
+            "student."
+        },
     )
     # Loss weights (eq. 9: L = L_CE + L_BMR + λ1 L_DA + λ2 L_AG + λ3 L_MD). 0 switches a term off.
     lambda_ce_event: float = _weight(1.0, "L_CE of S_ev on G_S→T(x_s) with the source labels (DSC supervision).")

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from ..presets import resolve_config_path
 from ._distributed import shutdown_distributed
 
 __all__ = [
@@ -40,8 +41,6 @@ __all__ = [
 
 EVDISTILL_METHODS = ("evdistill", "supervised")
 TASKS = ("segmentation", "recognition")
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PRESETS = REPO_ROOT / "hub_configs" / "models"
 METRICS_FILE = "evdistill_metrics.json"
 _DICT_FIELDS = ("event_dataset", "source_dataset", "eval_dataset")
 
@@ -181,15 +180,6 @@ def parse_evdistill_arguments(recipe: dict[str, Any], cli_overrides: list[str] |
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _resolve_path(spec: str, what: str) -> Path:
-    """A file / folder path as given, else relative to the repository root, else a preset name."""
-    for candidate in (Path(spec), REPO_ROOT / spec, PRESETS / f"{spec}.json"):
-        if candidate.exists():
-            return candidate / "config.json" if candidate.is_dir() else candidate
-    known = sorted(p.stem for p in PRESETS.glob("*.json"))
-    raise FileNotFoundError(f"{what} {spec!r}: no such file, folder or preset (presets: {known})")
-
-
 def resolve_model_config(spec: str, *, num_labels: int | None = None, class_names: list[str] | None = None):
     """A DeepLabV3+ or ResNet config from a preset name, config.json or save_pretrained folder.
 
@@ -199,7 +189,7 @@ def resolve_model_config(spec: str, *, num_labels: int | None = None, class_name
 
     import hf_crossdistill.models.deeplab  # noqa: F401  (registers DeepLabV3PlusConfig)
 
-    config = AutoConfig.from_pretrained(str(_resolve_path(spec, "student_config")))
+    config = AutoConfig.from_pretrained(str(resolve_config_path(spec, what="student_config")))
     if class_names is not None:
         config.id2label = dict(enumerate(class_names))
         config.label2id = {name: i for i, name in enumerate(class_names)}

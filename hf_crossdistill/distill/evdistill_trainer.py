@@ -470,7 +470,9 @@ class EvDistillTrainer(NonFiniteGuardMixin, TermLoggingMixin, Trainer):
                 raise ValueError("EvDistillTrainer: a teacher is required (teacher_model_name_or_path)")
             teacher = load_teacher(args.teacher_model_name_or_path)
         if aps_student is None and args.aps_student_config is not None:
-            aps_student = AutoModel.from_config(AutoConfig.from_pretrained(args.aps_student_config))
+            from ..presets import resolve_config
+
+            aps_student = AutoModel.from_config(resolve_config(args.aps_student_config, what="aps_student_config"))
         teacher.requires_grad_(False)
         teacher.eval()
         wrapper = build_evdistill_model(model, teacher, args, aps_student)

@@ -116,12 +116,11 @@ def _train_step_worker(
     import torch
 
     sys.path.insert(0, str(REPO_ROOT / "scripts"))
-    from transformers import AutoConfig
-
     from benchmarks._timing import median_seconds
-    from hf_crossdistill.models.bev_detector import BEVDetectorForObjectDetection  # also registers the config
+    from hf_crossdistill.models.bev_detector import BEVDetectorForObjectDetection
+    from hf_crossdistill.presets import resolve_config
 
-    config = AutoConfig.from_pretrained(REPO_ROOT / "hub_configs" / "models" / f"{preset}.json", **overrides)
+    config = resolve_config(preset, **overrides)
     torch.manual_seed(0)
     model = BEVDetectorForObjectDetection(config).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)

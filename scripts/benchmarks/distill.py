@@ -20,7 +20,6 @@ import torch
 
 from benchmarks._timing import median_seconds
 
-PRESETS = Path(__file__).resolve().parents[2] / "hub_configs" / "models"
 # Paths as (teacher modalities, student modalities, paper λ).
 PATHS = {
     "lidar_to_camera": (["lidar"], ["camera"], (100.0, 40.0, 10.0)),
@@ -44,13 +43,10 @@ def _find_preset(modalities: list[str], tiny: bool) -> dict:
     key = tuple(sorted(modalities))
     if key not in PRESET_NAMES:
         raise ValueError(f"no preset for modalities {modalities}; known: {sorted(PRESET_NAMES)}")
-    path = PRESETS / f"{PRESET_NAMES[key][0 if tiny else 1]}.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"preset {path} is missing")
-    values = json.loads(path.read_text())
-    for name in ("model_type", "architectures", "transformers_version"):
-        values.pop(name, None)
-    return values
+    from hf_crossdistill.presets import SAVE_METADATA_KEYS, preset_path
+
+    values = json.loads(preset_path(PRESET_NAMES[key][0 if tiny else 1]).read_text())
+    return {k: v for k, v in values.items() if k != "model_type" and k not in SAVE_METADATA_KEYS}
 
 
 def _load_batch(configs, batch_size: int, root: Path, device: str, num_sweeps: int) -> dict:

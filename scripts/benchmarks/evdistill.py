@@ -21,7 +21,6 @@ import torch
 
 from benchmarks._timing import median_seconds
 
-PRESETS = Path(__file__).resolve().parents[2] / "hub_configs" / "models"
 SIZES = {
     "tiny": ("deeplabv3plus_tiny", (64, 128)),
     "paper": ("deeplabv3plus_resnet101", (256, 512)),
@@ -51,11 +50,9 @@ class _RandomBatches(torch.utils.data.Dataset):
 
 
 def _preset(prefix: str, role: str):
-    from transformers import AutoConfig
+    from hf_crossdistill.presets import resolve_config
 
-    import hf_crossdistill.models.deeplab  # noqa: F401  (registers DeepLabV3PlusConfig)
-
-    return AutoConfig.from_pretrained(PRESETS / f"{prefix}_{role}.json")
+    return resolve_config(f"{prefix}_{role}")
 
 
 def save_evdistill_student(prefix: str, train_size: tuple[int, int], out_dir: Path) -> Path:
@@ -69,7 +66,7 @@ def save_evdistill_student(prefix: str, train_size: tuple[int, int], out_dir: Pa
         output_dir=str(out_dir), max_steps=1, per_device_train_batch_size=1, save_strategy="no", report_to=[],
         disable_tqdm=True, use_cpu=True, generator_base_channels=4, generator_residual_blocks=1,
         discriminator_base_channels=4, discriminator_layers=2, modality_hidden_channels=8,
-        aps_student_config=str(PRESETS / f"{prefix}_aps.json"), seed=0,
+        aps_student_config=f"{prefix}_aps", seed=0,
     )  # fmt: skip
     torch.manual_seed(0)
     student, teacher = (
