@@ -195,10 +195,16 @@ class UniDistillModel(nn.Module):
         self.adaptive_layers = adaptive_layers
         # Trainer's model card / push_to_hub read `model.config`.
         self.config = student.config
+        # The student's BEV maps of the last forward, as the student's own graph holds them. Under mixed precision
+        # accelerate hands the caller float32 copies of the outputs, and the detection loss (computed inside the
+        # student) never sees those copies: gradients "at the low-level BEV map" (loss balancing, diagnostics)
+        # must be taken here, at the last tensors that every loss term reaches.
+        self.shared_bev: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, **inputs: Any) -> UniDistillModelOutput:
         output = self.student(**_forward_kwargs(self.student, inputs))
         low, high = output.low_level_bev, output.high_level_bev
+        self.shared_bev = (low, high) if torch.is_grad_enabled() else None
         if self.adaptive_layers is not None:
             low, high = self.adaptive_layers(low, high)
         return UniDistillModelOutput(loss=output.loss, student_output=output, low_level_bev=low, high_level_bev=high)
@@ -393,7 +399,8 @@ class UniDistillTrainer(NonFiniteGuardMixin, TermLoggingMixin, Trainer):
         if self.teacher is not None:
             teacher_output = self._teacher_forward(inputs)
             raw = self._distillation_terms(model, outputs, teacher_output, inputs)
-            weights = self._term_weights(raw, outputs.loss, student_output.low_level_bev, training=model.training)
+            shared = self.accelerator.unwrap_model(model).shared_bev
+            weights = self._term_weights(raw, outputs.loss, shared, training=model.training)
             for name, value in raw.items():
                 terms[f"loss_{name}"] = value.detach()
                 loss = loss + weights[name] * value
@@ -450,7 +457,12 @@ class UniDistillTrainer(NonFiniteGuardMixin, TermLoggingMixin, Trainer):
         return raw
 
     def _term_weights(
-        self, raw: Mapping[str, torch.Tensor], det_loss: torch.Tensor, shared: torch.Tensor, *, training: bool
+        self,
+        raw: Mapping[str, torch.Tensor],
+        det_loss: torch.Tensor,
+        shared: tuple[torch.Tensor, torch.Tensor] | None,
+        *,
+        training: bool,
     ) -> dict[str, float | torch.Tensor]:
         """The weight of each term this step: λ (paper), or the gradient-share weight; times the KD warm-up ramp."""
         args: UniDistillConfig = self.args
@@ -458,9 +470,9 @@ class UniDistillTrainer(NonFiniteGuardMixin, TermLoggingMixin, Trainer):
         weights: dict[str, float | torch.Tensor] = {name: lambdas[name] for name in raw}
         if args.loss_balancing == "gradient_share":
             due = self.state.global_step % args.loss_balancing_interval == 0
-            if training and raw and (due or self._balancing_weights is None):
+            if training and raw and shared is not None and (due or self._balancing_weights is None):
                 names = sorted(raw)
-                norms = gradient_norms([det_loss, *(raw[name] for name in names)], shared)  # (1 + K,)
+                norms = gradient_norms([det_loss, *(raw[name] for name in names)], shared[0])  # (1 + K,)
                 if self.accelerator.num_processes > 1:
                     norms = self.accelerator.reduce(norms, reduction="mean")
                 self._balancing_weights = {
@@ -490,11 +502,11 @@ class UniDistillTrainer(NonFiniteGuardMixin, TermLoggingMixin, Trainer):
         weighted: Mapping[str, torch.Tensor],
     ) -> dict[str, torch.Tensor]:
         """Gradient ratios of the weighted terms to L_det and feature statistics at the crucial points (diag_*)."""
-        student_output = outputs.student_output
         names = sorted(weighted)
         losses = [outputs.loss, *(weighted[name] for name in names)]
         out: dict[str, torch.Tensor] = {}
-        at = {"low": student_output.low_level_bev, "high": student_output.high_level_bev}
+        low, high = self.accelerator.unwrap_model(self.model).shared_bev
+        at = {"low": low, "high": high}
         for where, tensor in at.items():
             norms = gradient_norms(losses, tensor)  # (1 + K,)
             out[f"diag_gradnorm_{where}_det"] = norms[0]
