@@ -14,6 +14,7 @@ import hf_crossdistill.models.deeplab  # noqa: F401  (registers DeepLabV3PlusCon
 from hf_crossdistill.data.events import datasets as event_datasets
 from hf_crossdistill.distill.evdistill_config import EvDistillConfig
 from hf_crossdistill.distill.evdistill_runner import EvDistillScriptArguments, parse_evdistill_arguments
+from hf_crossdistill.presets import resolve_config
 
 RECIPES = sorted((HUB_CONFIGS / "recipes").glob("evdistill_*.yaml"))
 SCRIPT_KEYS = {f.name for f in dataclasses.fields(EvDistillScriptArguments)}
@@ -78,7 +79,7 @@ def test_recipe_is_valid(path, tmp_path):
         )
         assert student.num_channels == channels, f"{path.name}: student takes {student.num_channels} channels"
         if args.aps_student_config is not None:
-            aps = AutoConfig.from_pretrained(args.aps_student_config)
+            aps = resolve_config(args.aps_student_config)
             assert aps.num_labels == student.num_labels and aps.num_channels == 1
     if "source_dataset" in recipe:
         params = set(inspect.signature(event_datasets.labeled_image_dataset).parameters)
