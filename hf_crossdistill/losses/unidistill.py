@@ -337,6 +337,26 @@ def _global_mean(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Te
     return numerator * world_size() / total.clamp_min(1.0)
 
 
+def _box_mask_like(
+    feature_map: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    gt_mask: torch.Tensor,
+    bev_range: Sequence[float],
+    min_overlap: float,
+    min_radius: int,
+) -> torch.Tensor:
+    """`gaussian_box_mask` on the grid and device of a `(B, C, H, W)` map (float32 boxes)."""
+    device = feature_map.device
+    return gaussian_box_mask(
+        gt_boxes.to(device).float(),
+        gt_mask.to(device),
+        bev_range,
+        tuple(feature_map.shape[-2:]),
+        min_overlap=min_overlap,
+        min_radius=min_radius,
+    )
+
+
 def _sample_crucial_points(
     student: torch.Tensor,
     teacher: torch.Tensor,
@@ -466,16 +486,7 @@ def foreground_feature_distillation_loss(
         raise ValueError(f"{where}: normalize must be one of {FEATURE_NORMALIZATIONS}, got {normalize!r}")
     _check_pair(student_low, teacher_low, ("student_low", "teacher_low"), where)
     _check_bev_range(bev_range, where)
-    batch, _, height, width = student_low.shape
-    device = student_low.device
-    mask = gaussian_box_mask(
-        gt_boxes.to(device).float(),
-        gt_mask.to(device),
-        bev_range,
-        (height, width),
-        min_overlap=min_overlap,
-        min_radius=min_radius,
-    )  # (B, H, W)
+    mask = _box_mask_like(student_low, gt_boxes, gt_mask, bev_range, min_overlap, min_radius)  # (B, H, W)
     student = student_low.float().permute(0, 2, 3, 1)  # (B, H, W, C)
     teacher = teacher_low.detach().float().permute(0, 2, 3, 1)
     if normalize != "none":
@@ -573,15 +584,7 @@ def response_distillation_loss(
         ("teacher_regression", teacher_regression),
     ):
         _check_finite(name, tensor, where)
-    device = student_heatmap.device
-    mask = gaussian_box_mask(
-        gt_boxes.to(device).float(),
-        gt_mask.to(device),
-        bev_range,
-        (height, width),
-        min_overlap=min_overlap,
-        min_radius=min_radius,
-    )  # (B, H, W)
+    mask = _box_mask_like(student_heatmap, gt_boxes, gt_mask, bev_range, min_overlap, min_radius)  # (B, H, W)
     student_cls = torch.sigmoid(student_heatmap.float() / student_temperature).amax(dim=1)  # (B, H, W)
     teacher_cls = torch.sigmoid(teacher_heatmap.detach().float() / teacher_temperature).amax(dim=1)
     reg_diff = (student_regression.float() - teacher_regression.detach().float()).abs().mean(dim=1)  # (B, H, W)
