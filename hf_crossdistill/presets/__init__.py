@@ -73,14 +73,26 @@ def resolve_config_path(spec: str | os.PathLike, *, what: str = "config") -> Pat
 def resolve_config(spec: str | os.PathLike, *, what: str = "config", **overrides):
     """A model config (through `AutoConfig`) from a preset name, a JSON file or a `save_pretrained` folder.
 
-    `overrides` replace config fields (e.g. `num_labels`). Every model type of the package is registered first.
+    What `save_pretrained` records about a saved model rather than its architecture (`SAVE_METADATA_KEYS`) is
+    dropped, so a saved folder resolves to the same config as its preset. `overrides` replace config fields (e.g.
+    `num_labels`). Every model type of the package is registered first.
     """
+    import json
+
     from transformers import AutoConfig
 
     import hf_crossdistill  # noqa: F401 - registers the package's configs with AutoConfig
 
     path = resolve_config_path(spec, what=what)
     try:
-        return AutoConfig.from_pretrained(str(path), **overrides)
-    except (ValueError, OSError) as err:
+        values = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{what} {str(spec)!r}: {path} is not a readable JSON config ({err})") from err
+    if not isinstance(values, dict) or not isinstance(values.get("model_type"), str):
+        raise ValueError(f"{what} {str(spec)!r}: {path} has no model_type (not a model config)")
+    model_type = values.pop("model_type")
+    values = {k: v for k, v in values.items() if k not in SAVE_METADATA_KEYS}
+    try:
+        return AutoConfig.for_model(model_type, **{**values, **overrides})
+    except (ValueError, TypeError) as err:
         raise ValueError(f"{what} {str(spec)!r}: {path} is not a model config this package knows ({err})") from err
