@@ -8,7 +8,8 @@ result is reproduced by `python scripts/distill.py --config <recipe> --seed <s>`
    file's text, the seed and the evaluation split), so a study resumes where it stopped and a changed recipe
    reruns;
 2. otherwise starts the training entry point in a subprocess (one compute thread, `nice`), resuming from the
-   newest complete `checkpoint-*` of its output folder when a previous attempt was killed;
+   newest complete `checkpoint-*` of its output folder when a previous attempt with the same fingerprint was
+   killed (an output folder of another fingerprint is removed first);
 3. reads the run's `eval_results.json` and writes the result JSON (metrics, wall / CPU time, the command, the
    commit, and the per-term loss curve from `distill_summary.json`).
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -48,6 +50,7 @@ __all__ = [
 
 PATHS = ("L+C->L", "L+C->C", "C->L", "L->C")
 EVAL_SPLITS = ("val", "dev")
+FINGERPRINT_FILE = "study_fingerprint"
 # alone: a student without teacher; distilled: a path's chosen setting (one per path); variant: another setting of
 # a path (e.g. the paper's weights); term: a Table-2 row (one distillation term alone).
 ROLES = ("alone", "distilled", "variant", "term")
@@ -228,11 +231,18 @@ def run_arm(
     command += ["--eval_split", eval_split, "--disable_tqdm", "true", *extra_args]
     if teacher_folder is not None:
         command += ["--teacher_model_name_or_path", teacher_folder]
+    # Only a folder started with the same fingerprint may be resumed: checkpoints of another recipe, seed or
+    # argument list are removed first (a changed recipe would otherwise "resume" at its old final step).
+    stamp = output_dir / FINGERPRINT_FILE
+    if output_dir.exists() and (not stamp.is_file() or stamp.read_text().strip() != fingerprint):
+        log(f"[study] {arm.name} seed {seed} ({split}): {output_dir} is from another recipe or arguments; removed")
+        shutil.rmtree(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint + "\n")
     resume = latest_complete_checkpoint(output_dir)
     if resume is not None:
         command += ["--resume_from_checkpoint", str(resume)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    output_dir.mkdir(parents=True, exist_ok=True)
     log(f"[study] {arm.name} seed {seed} ({split}): {' '.join(command)}")
     start, cpu_start = time.monotonic(), os.times()
     with open(output_dir / "study_run.log", "a") as out:

@@ -148,6 +148,8 @@ def test_dev_split_runs_are_kept_apart_and_failures_are_reported(tmp_path, fake_
 def test_a_killed_run_resumes_from_its_newest_complete_checkpoint(tmp_path, fake_entry):
     plan = load_study_plan(write_plan(tmp_path, ARMS, {"camera_alone": 0.1, "l2c": 0.2, "l2c_paper": 0.0}), tmp_path)
     run_dir = tmp_path / "out" / "val" / "camera_alone" / "seed0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "study_fingerprint").write_text(plan.arms["camera_alone"].fingerprint(0, "val") + "\n")
     for step, complete in ((100, True), (200, True), (300, False)):  # 300 was killed mid-write
         folder = run_dir / f"checkpoint-{step}"
         folder.mkdir(parents=True)
@@ -160,6 +162,14 @@ def test_a_killed_run_resumes_from_its_newest_complete_checkpoint(tmp_path, fake
     (result,) = run_study(plan, ["camera_alone"], seeds=[0], entry_point=fake_entry, nice=0, **kwargs)
     assert result["resumed_from"] == str(run_dir / "checkpoint-200")
     assert "--resume_from_checkpoint" in result["command"]
+
+    # A folder left by another version of the recipe is not resumed: it is removed and the run starts afresh.
+    (tmp_path / "recipes" / "camera_alone.yaml").write_text("student_config: camera\nquality: 0.3\n")
+    stale = run_dir / "checkpoint-200"
+    assert stale.is_dir()
+    (result,) = run_study(plan, ["camera_alone"], seeds=[0], entry_point=fake_entry, nice=0, **kwargs)
+    assert result["resumed_from"] is None and "--resume_from_checkpoint" not in result["command"]
+    assert not stale.exists() and result["mAP"] == pytest.approx(0.3)
 
 
 @pytest.mark.parametrize(
