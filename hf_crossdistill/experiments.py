@@ -177,6 +177,16 @@ def latest_complete_checkpoint(output_dir: str | os.PathLike) -> Path | None:
     return max(complete)[1] if complete else None
 
 
+def _portable(part: str, root: Path) -> str:
+    """A command-line word as a reader can reuse it: `python` for this interpreter, paths relative to `root`."""
+    if part == sys.executable:
+        return "python"
+    path = Path(part)
+    if path.is_absolute() and path.is_relative_to(root.resolve()):
+        return str(path.relative_to(root.resolve()))
+    return part
+
+
 def _git_commit(root: Path) -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
@@ -275,8 +285,8 @@ def run_arm(
             (cpu_end.children_user + cpu_end.children_system) - (cpu_start.children_user + cpu_start.children_system),
             1,
         ),  # fmt: skip
-        "resumed_from": str(resume) if resume is not None else None,
-        "command": " ".join(command),
+        "resumed_from": _portable(str(resume), root) if resume is not None else None,
+        "command": " ".join(_portable(part, root) for part in command),
         "commit": _git_commit(root),
         "curve": _term_curve(output_dir / "distill_summary.json"),
     }

@@ -160,7 +160,7 @@ def test_a_killed_run_resumes_from_its_newest_complete_checkpoint(tmp_path, fake
     assert latest_complete_checkpoint(tmp_path / "missing") is None
     kwargs = {"out_root": tmp_path / "out", "results_root": tmp_path / "results", "root": tmp_path}
     (result,) = run_study(plan, ["camera_alone"], seeds=[0], entry_point=fake_entry, nice=0, **kwargs)
-    assert result["resumed_from"] == str(run_dir / "checkpoint-200")
+    assert result["resumed_from"] == "out/val/camera_alone/seed0/checkpoint-200"  # relative to the root
     assert "--resume_from_checkpoint" in result["command"]
 
     # A folder left by another version of the recipe is not resumed: it is removed and the run starts afresh.
