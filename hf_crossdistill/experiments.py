@@ -46,11 +46,13 @@ __all__ = [
     "run_arm",
     "run_fingerprint",
     "run_study",
+    "train_teachers",
 ]
 
 PATHS = ("L+C->L", "L+C->C", "C->L", "L->C")
 EVAL_SPLITS = ("val", "dev")
 FINGERPRINT_FILE = "study_fingerprint"
+TEACHER_FILES = ("config.json", "model.safetensors", "eval_results.json")
 # alone: a student without teacher; distilled: a path's chosen setting (one per path); variant: another setting of
 # a path (e.g. the paper's weights); term: a Table-2 row (one distillation term alone).
 ROLES = ("alone", "distilled", "variant", "term")
@@ -101,6 +103,11 @@ class StudyPlan:
         return "val" if split == "val" else self.dev_split
 
 
+def _teacher_name(plan: StudyPlan, arm: Arm) -> str | None:
+    """The arm's teacher folder as the plan names it (part of the fingerprint, so another checkout reuses results)."""
+    return plan.teachers[arm.teacher]["folder"] if arm.teacher is not None else None
+
+
 def _require(mapping: dict, key: str, kind: type | tuple[type, ...], where: str) -> Any:
     if key not in mapping:
         raise StudyPlanError(f"{where}: missing key {key!r}")
@@ -123,9 +130,14 @@ def load_study_plan(path: str | os.PathLike, root: str | os.PathLike = ".") -> S
         raise StudyPlanError(f"study plan {path}: a plan is a mapping")
     where = f"study plan {path}"
     teachers = _require(raw, "teachers", dict, where)
-    for key, teacher in teachers.items():
+    for i, (key, teacher) in enumerate(teachers.items()):
         _require(teacher, "folder", str, f"{where}, teacher {key!r}")
         _require(teacher, "recipe", str, f"{where}, teacher {key!r}")
+        if teacher.get("init_from") is not None and teacher["init_from"] not in list(teachers)[:i]:
+            raise StudyPlanError(
+                f"{where}, teacher {key!r}: init_from must name a teacher listed before it, "
+                f"got {teacher['init_from']!r}"
+            )
     arms = {}
     for name, spec in _require(raw, "arms", dict, where).items():
         at = f"{where}, arm {name!r}"
@@ -200,7 +212,7 @@ def _term_curve(summary_file: Path) -> list[dict[str, float]]:
     if not summary_file.is_file():
         return []
     history = json.loads(summary_file.read_text()).get("log_history", [])
-    keep = ("loss", "loss_", "det_", "kd_weight_", "diag_")
+    keep = ("loss", "det_", "kd_weight_", "diag_")
     return [
         {k: v for k, v in entry.items() if k == "step" or k.startswith(keep)}
         for entry in history
@@ -226,8 +238,7 @@ def run_arm(
     """Run (or reuse) one seed of one arm and return its result; see the module docstring."""
     eval_split = plan.eval_split(split)
     result_file = results_root / split / arm.name / f"seed{seed}.json"
-    # The teacher as the plan names it (not the absolute path), so a checkout elsewhere reuses the results.
-    teacher_name = plan.teachers[arm.teacher]["folder"] if arm.teacher is not None else None
+    teacher_name = _teacher_name(plan, arm)
     teacher_folder = str(root / teacher_name) if teacher_name is not None else None
     fingerprint = arm.fingerprint(seed, eval_split, extra_args, teacher_name)
     if result_file.is_file():
@@ -254,12 +265,16 @@ def run_arm(
         command += ["--resume_from_checkpoint", str(resume)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     log(f"[study] {arm.name} seed {seed} ({split}): {' '.join(command)}")
-    start, cpu_start = time.monotonic(), os.times()
+    start = time.monotonic()
     with open(output_dir / "study_run.log", "a") as out:
-        process = subprocess.run(
+        process = subprocess.Popen(
             ["nice", "-n", str(nice), *command] if nice else command, cwd=root, env=env, stdout=out, stderr=out
         )
-    wall, cpu_end = time.monotonic() - start, os.times()
+        # wait4 gives this child's own CPU time (its loader workers included); os.times() would mix in the other
+        # runs that finish meanwhile when `run_study` runs several at a time.
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.monotonic() - start
     if process.returncode != 0:
         raise RuntimeError(
             f"[study] {arm.name} seed {seed} failed with exit code {process.returncode}; see "
@@ -281,10 +296,7 @@ def run_arm(
         "NDS": float(metrics["eval_NDS"]),
         "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
         "wall_s": round(wall, 1),
-        "cpu_s": round(
-            (cpu_end.children_user + cpu_end.children_system) - (cpu_start.children_user + cpu_start.children_system),
-            1,
-        ),  # fmt: skip
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
         "resumed_from": _portable(str(resume), root) if resume is not None else None,
         "command": " ".join(_portable(part, root) for part in command),
         "commit": _git_commit(root),
@@ -297,6 +309,45 @@ def run_arm(
         f"({wall / 60:.1f} min)"
     )
     return result
+
+
+def train_teachers(
+    plan: StudyPlan,
+    *,
+    root: Path,
+    out_root: Path,
+    results_root: Path,
+    install: bool,
+    extra_args: Sequence[str] = (),
+    log: Callable[[str], None] = print,
+) -> dict[str, Path]:
+    """Train the plan's teachers in plan order; returns each teacher's trained folder.
+
+    A teacher with `init_from: <key>` starts from that teacher as trained in this call (`--student_init`, names
+    and shapes that match, as BEVFusion starts from its LiDAR detector). With `install` the plan's committed
+    folders are the target: a teacher whose folder already has weights is kept, a new one is copied there
+    (config, weights, its val metrics). Without it every teacher is retrained into `out_root` only.
+    """
+    trained: dict[str, Path] = {}
+    for key, teacher in plan.teachers.items():
+        folder = root / teacher["folder"]
+        if install and (folder / "model.safetensors").is_file():
+            log(f"[study] teacher {key}: {folder} exists")
+            trained[key] = folder
+            continue
+        arm = Arm(f"teacher_{key}", root / teacher["recipe"], (0,))
+        init = teacher.get("init_from")
+        extra = [*extra_args, *(["--student_init", str(trained[init])] if init is not None else [])]
+        run_arm(plan, arm, 0, split="val", out_root=out_root, results_root=results_root, root=root,
+                threads=2, nice=0, extra_args=extra, log=log)  # fmt: skip
+        trained[key] = out_root / "val" / arm.name / "seed0"
+        if install:
+            folder.mkdir(parents=True, exist_ok=True)
+            for name in TEACHER_FILES:
+                shutil.copy2(trained[key] / name, folder / name)
+            log(f"[study] teacher {key}: copied into {folder}")
+            trained[key] = folder
+    return trained
 
 
 def run_study(
@@ -361,8 +412,7 @@ def aggregate_unidistill_paths(
             file = results_root / "val" / arm.name / f"seed{seed}.json"
             if file.is_file():
                 result = json.loads(file.read_text())
-                teacher = plan.teachers[arm.teacher]["folder"] if arm.teacher is not None else None
-                if result.get("fingerprint") == arm.fingerprint(seed, "val", extra_args, teacher):
+                if result.get("fingerprint") == arm.fingerprint(seed, "val", extra_args, _teacher_name(plan, arm)):
                     rows.append(result)
         if not rows:
             return None
@@ -370,13 +420,12 @@ def aggregate_unidistill_paths(
             "arm": arm.name,
             "recipe": rows[0]["recipe"],
             "seeds": [r["seed"] for r in rows],
-            "mAP": [round(r["mAP"], 4) for r in rows],
-            "NDS": [round(r["NDS"], 4) for r in rows],
+            "mAP": [r["mAP"] for r in rows],
+            "NDS": [r["NDS"] for r in rows],
             "wall_min": [round(r["wall_s"] / 60, 1) for r in rows],
         }
-        for key in ("mAP", "NDS"):
-            mean, std = _mean_std(entry[key])
-            entry[f"{key}_mean"], entry[f"{key}_std"] = round(mean, 4), round(std, 4)
+        for key in ("mAP", "NDS"):  # unrounded: criteria compare a difference of means with a std
+            entry[f"{key}_mean"], entry[f"{key}_std"] = _mean_std(entry[key])
         return entry
 
     command = plan.data.get("command", "")

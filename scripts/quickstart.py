@@ -25,13 +25,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from hf_crossdistill.experiments import aggregate_unidistill_paths, load_study_plan, run_study
+from hf_crossdistill.experiments import aggregate_unidistill_paths, load_study_plan, run_study, train_teachers
 
 PLAN = Path("hub_configs/recipes/quickstart/plan.yaml")
 ARMS = {"distilled": "UniDistill L+C→L (distilled)", "no_kd": "no KD (same budget)"}
@@ -87,41 +86,15 @@ def ensure_dataset(plan) -> Path:
     return root
 
 
-def train_teacher(plan, args: argparse.Namespace) -> Path:
-    """Every teacher recipe of the plan in order (each may start from the previous one); returns the last folder."""
-    from hf_crossdistill.experiments import Arm, run_arm
-
-    folder = None
-    for key, teacher in plan.teachers.items():
-        arm = Arm(f"teacher_{key}", Path(teacher["recipe"]), (0,))
-        # The teacher recipes name the study's dataroot; the quickstart trains them on its own data.
-        extra = ["--train_split", "train_detect"]
-        extra += ["--student_init", str(folder)] if folder is not None else []
-        run_arm(
-            plan, arm, 0, split="val", out_root=args.out_dir / "runs", results_root=args.out_dir / "results",
-            root=Path.cwd(), threads=2, nice=0, extra_args=[*extra, *args.train_args],
-        )  # fmt: skip
-        folder = args.out_dir / "runs" / "val" / arm.name / "seed0"
-    return folder
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def summarize(table: dict[str, Any], teacher_metrics: dict[str, float]) -> dict[str, Any]:
+def summarize(table: dict[str, Any], teacher_metrics: dict[str, float], teacher_label: str) -> dict[str, Any]:
     """Mean ± std per arm and the gain criterion of the main job."""
     (path,) = table["paths"]
     entry = table["paths"][path]
     arms = {"distilled": entry["distilled"], "no_kd": entry["student_alone"]}
-    summary: dict[str, Any] = {"path": path, "teacher": teacher_metrics, "arms": {}}
+    summary: dict[str, Any] = {"path": path, "teacher": teacher_metrics, "teacher_label": teacher_label, "arms": {}}
     for name, arm in arms.items():
-        summary["arms"][name] = {
-            "seeds": arm["seeds"],
-            **{key: arm[key] for key in ("mAP", "NDS")},
-            **{f"{key}_mean": mean_std(arm[key])[0] for key in ("mAP", "NDS")},
-            **{f"{key}_std": mean_std(arm[key])[1] for key in ("mAP", "NDS")},
-        }
+        keys = ("seeds", "mAP", "NDS", "mAP_mean", "mAP_std", "NDS_mean", "NDS_std")
+        summary["arms"][name] = {key: arm[key] for key in keys}
     distilled, alone = summary["arms"]["distilled"], summary["arms"]["no_kd"]
     gain = distilled["NDS_mean"] - alone["NDS_mean"]
     summary["NDS_gain"] = gain
@@ -137,7 +110,8 @@ def report(summary: dict[str, Any], minutes: dict[str, float]) -> str:
         "",
         "| model | seeds | mAP (mean ± std) | NDS (mean ± std) | per seed NDS |",
         "|---|---|---|---|---|",
-        f"| teacher (fusion, committed) | – | {summary['teacher']['mAP']:.4f} | {summary['teacher']['NDS']:.4f} | |",
+        f"| teacher ({summary['teacher_label']}) | – | {summary['teacher']['mAP']:.4f} | "
+        f"{summary['teacher']['NDS']:.4f} | |",
     ]
     for name, label in ARMS.items():
         arm = summary["arms"][name]
@@ -221,9 +195,21 @@ def main(argv: list[str] | None = None) -> int:
     dataroot = ensure_dataset(plan)
     version = plan.data["version"]
 
-    teacher_folder = args.teacher or (
-        train_teacher(plan, args) if args.retrain_teacher else Path(plan.teachers["fusion"]["folder"])
-    )
+    if args.teacher is not None:
+        teacher_folder, teacher_label = args.teacher, f"fusion, {args.teacher}"
+    elif args.retrain_teacher:
+        # The teacher recipes name the study's dataroot and split; the quickstart trains them on its own data.
+        trained = train_teachers(
+            plan,
+            root=Path.cwd(),
+            out_root=args.out_dir / "runs",
+            results_root=args.out_dir / "results",
+            install=False,
+            extra_args=["--train_split", "train_detect", *args.train_args],
+        )
+        teacher_folder, teacher_label = trained["fusion"], "fusion, retrained by this job"
+    else:
+        teacher_folder, teacher_label = Path(plan.teachers["fusion"]["folder"]), "fusion, committed"
     if not (teacher_folder / "model.safetensors").is_file():
         print(f"[quickstart] no trained teacher in {teacher_folder}: pass --retrain-teacher", file=sys.stderr)
         return 2
@@ -251,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     table = aggregate_unidistill_paths(
         plan, results_root, machine="this machine", seeds=args.seeds, root=Path.cwd(), extra_args=args.train_args
     )
-    summary = summarize(table, {k: teacher_metrics[k] for k in TABLE_METRICS})
+    summary = summarize(table, {k: teacher_metrics[k] for k in TABLE_METRICS}, teacher_label)
     minutes = {
         "training": train_minutes,
         "runs": len(runs),

@@ -17,37 +17,17 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from hf_crossdistill.experiments import (
-    Arm,
     aggregate_unidistill_paths,
     dataroot_fingerprint,
     load_study_plan,
-    run_arm,
     run_study,
+    train_teachers,
 )
-
-TEACHER_FILES = ("config.json", "model.safetensors", "eval_results.json")
-
-
-def train_teachers(plan, root: Path, out: Path, results: Path, jobs_log=print) -> None:
-    """Train every teacher whose committed folder has no weights, in plan order, and copy it into place."""
-    for key, teacher in plan.teachers.items():
-        folder = root / teacher["folder"]
-        if (folder / "model.safetensors").is_file():
-            jobs_log(f"[study] teacher {key}: {folder} exists")
-            continue
-        arm = Arm(f"teacher_{key}", root / teacher["recipe"], (0,))
-        run_arm(plan, arm, 0, split="val", out_root=out, results_root=results, root=root, threads=2, nice=0)
-        trained = out / "val" / arm.name / "seed0"
-        folder.mkdir(parents=True, exist_ok=True)
-        for name in TEACHER_FILES:
-            shutil.copy2(trained / name, folder / name)
-        jobs_log(f"[study] teacher {key}: copied into {folder}")
 
 
 def write_plots(plan, table: dict, results: Path, folder: Path) -> None:
@@ -88,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path.cwd()
     plan = load_study_plan(args.plan, root)
     if args.train_teachers:
-        train_teachers(plan, root, args.out, args.results)
+        train_teachers(plan, root=root, out_root=args.out, results_root=args.results, install=True)
     if args.aggregate:
         data_hash = dataroot_fingerprint(plan.data["dataroot"], plan.data["version"])
         table = aggregate_unidistill_paths(plan, args.results, machine=args.machine, data_hash=data_hash, root=root)

@@ -38,6 +38,8 @@ FAKE_ENTRY = textwrap.dedent(
     seed = int(value("--seed"))
     q = recipe["quality"] + seed / 100
     (out / "eval_results.json").write_text(json.dumps({"eval_mAP": q, "eval_NDS": q + 0.1}))
+    (out / "config.json").write_text(json.dumps({"recipe": value("--config")}))
+    (out / "model.safetensors").write_text(value("--student_init") if "--student_init" in argv else "")
     (out / "distill_summary.json").write_text(json.dumps({"log_history": [
         {"step": 10, "loss": 3.0, "loss_det": 2.0, "loss_feature": 0.1, "learning_rate": 1e-3},
         {"step": 10, "eval_loss": 1.0}]}))
@@ -121,12 +123,15 @@ def test_study_runs_each_seed_once_reuses_finished_runs_and_aggregates(tmp_path,
     entry = table["paths"]["L->C"]
     assert entry["teacher"]["mAP"] == 0.6
     assert entry["student_alone"]["seeds"] == [0, 1, 2]
-    assert entry["student_alone"]["mAP"] == [0.1, 0.11, 0.12]
-    assert entry["distilled"]["NDS"] == [0.3, 0.31, 0.32] and entry["distilled"]["recipe"] == "recipes/l2c.yaml"
+    assert entry["student_alone"]["mAP"] == pytest.approx([0.1, 0.11, 0.12])  # kept unrounded
+    assert (
+        entry["distilled"]["NDS"] == pytest.approx([0.3, 0.31, 0.32])
+        and entry["distilled"]["recipe"] == "recipes/l2c.yaml"
+    )
     assert entry["distilled"]["NDS_mean"] == pytest.approx(0.31) and entry["distilled"]["NDS_std"] == pytest.approx(
         0.01
     )
-    assert table["variants"]["L->C"]["l2c_paper"]["mAP"] == [0.07]
+    assert table["variants"]["L->C"]["l2c_paper"]["mAP"] == pytest.approx([0.07])
     assert table["data"] == "make data (tables sha256 abc)" and table["scale"] == "tiny"
 
 
@@ -216,3 +221,40 @@ def test_dataroot_fingerprint_follows_the_tables(tmp_path):
     assert dataroot_fingerprint(tmp_path, "v1.0-mini") != first
     with pytest.raises(FileNotFoundError, match="no nuScenes tables"):
         dataroot_fingerprint(tmp_path, "v1.0-trainval")
+
+
+def test_teachers_train_in_plan_order_from_their_init_teacher_and_install(tmp_path, fake_entry, monkeypatch):
+    import hf_crossdistill.experiments as experiments
+
+    plan_file = write_plan(tmp_path, ARMS, {"camera_alone": 0.1, "l2c": 0.2, "l2c_paper": 0.05, "lidar_t": 0.6})
+    text = plan_file.read_text().replace(
+        "teachers:\n",
+        "teachers:\n  first: {recipe: recipes/lidar_t.yaml, folder: installed/first}\n"
+        "  second: {recipe: recipes/lidar_t.yaml, folder: installed/second, init_from: first}\n",
+    )
+    plan_file.write_text(text)
+    plan = load_study_plan(plan_file, tmp_path)
+    real_run_arm = experiments.run_arm
+    monkeypatch.setattr(
+        experiments, "run_arm", lambda *a, **k: real_run_arm(*a, **{**k, "entry_point": fake_entry, "nice": 0})
+    )
+    kwargs = {"root": tmp_path, "out_root": tmp_path / "out", "results_root": tmp_path / "results"}
+    trained = experiments.train_teachers(plan, install=False, **kwargs)
+    assert trained["second"] == tmp_path / "out" / "val" / "teacher_second" / "seed0"
+    # `second` started from `first` as trained in this call; nothing was installed.
+    assert (trained["second"] / "model.safetensors").read_text() == str(trained["first"])
+    assert not (tmp_path / "installed").exists()
+    result = json.loads((tmp_path / "results" / "val" / "teacher_first" / "seed0.json").read_text())
+    assert result["cpu_s"] >= 0 and result["wall_s"] >= 0  # per child (wait4), not the whole process
+
+    (tmp_path / "installed" / "first").mkdir(parents=True)
+    (tmp_path / "installed" / "first" / "model.safetensors").write_text("kept")
+    installed = experiments.train_teachers(plan, install=True, **kwargs)
+    assert (tmp_path / "installed" / "first" / "model.safetensors").read_text() == "kept"  # existing: kept
+    assert installed["second"] == tmp_path / "installed" / "second"
+    assert {p.name for p in installed["second"].iterdir()} == {"config.json", "model.safetensors", "eval_results.json"}
+    assert (installed["second"] / "model.safetensors").read_text() == str(tmp_path / "installed" / "first")
+
+    plan_file.write_text(text.replace("init_from: first", "init_from: second"))
+    with pytest.raises(StudyPlanError, match="init_from must name a teacher listed before it"):
+        load_study_plan(plan_file, tmp_path)
