@@ -4,9 +4,9 @@
 `_init_nonfinite_guard()` in `__init__`):
 
 - after the backward pass of every optimiser step, one host sync checks that the step's loss and the total
-  gradient norm are finite. The gradients are already reduced over ranks when it looks, and the loss is
-  all-reduced in the same collective-free way (a non-finite loss on any rank makes the reduced gradients
-  non-finite), so every rank takes the same decision;
+  gradient norm are finite. The gradient norm is the same on every rank (gradients are reduced before it is
+  taken); the losses are per rank, so with several processes the two values are summed over ranks first (one
+  small collective; NaN / inf survive a sum) and every rank takes the same decision;
 - a non-finite step is skipped: the optimiser does not step (its moments and the weights stay as they were), the
   gradients are cleared as usual, and the skip is counted and logged (`nonfinite_skipped_steps`);
 - after `max_consecutive_nonfinite_steps` skips in a row the run stops with a `FloatingPointError` that names the
@@ -25,9 +25,7 @@ class NonFiniteGuardMixin:
     """Skip optimiser steps whose loss or gradients are not finite; refuse to save non-finite weights."""
 
     def _init_nonfinite_guard(self) -> None:
-        limit = getattr(self.args, "max_consecutive_nonfinite_steps", 10)
-        check_nonfinite_limit(limit, type(self.args).__name__)
-        self._nonfinite_limit = limit
+        self._nonfinite_limit = self.args.max_consecutive_nonfinite_steps  # validated by the config
         self._nonfinite_consecutive = 0
         self._nonfinite_total = 0
         self._skip_optimizer_step = False
@@ -46,7 +44,10 @@ class NonFiniteGuardMixin:
         values = [torch.as_tensor(grad_norm, dtype=torch.float32).reshape(())]
         if loss is not None:
             values.append(loss.float().reshape(()).to(values[0].device))
-        finite = bool(torch.isfinite(torch.stack(values)).all())  # the one host sync of the guard
+        values = torch.stack(values)
+        if self.accelerator.num_processes > 1:  # a non-finite loss on one rank must stop the step on all
+            values = self.accelerator.reduce(values.to(self.args.device), reduction="sum")
+        finite = bool(torch.isfinite(values).all())  # the one host sync of the guard
         if finite:
             self._nonfinite_consecutive = 0
             self._skip_optimizer_step = False
@@ -89,7 +90,9 @@ class NonFiniteGuardMixin:
         super().log(logs, start_time)
 
     def _check_finite_weights(self, module: torch.nn.Module, where: str) -> None:
-        bad = [n for n, p in module.named_parameters() if p.is_floating_point() and not bool(torch.isfinite(p).all())]
+        named = [(n, p) for n, p in module.named_parameters() if p.is_floating_point()]
+        finite = torch.stack([torch.isfinite(p).all() for _, p in named]).tolist() if named else []  # one sync
+        bad = [n for (n, _), ok in zip(named, finite) if not ok]
         if bad:
             raise FloatingPointError(
                 f"{type(self).__name__}: refusing to write {where}: {len(bad)} parameter tensor(s) hold NaN/inf "

@@ -86,3 +86,49 @@ def test_evdistill_two_cpu_processes(tmp_path):
     checkpoint = out / "checkpoint-2"
     assert json.loads((checkpoint / "config.json").read_text())["num_channels"] == 2
     assert (checkpoint / "evdistill_extras" / "g_t2s" / "model.safetensors").is_file()
+
+
+ONE_RANK_INF = textwrap.dedent(
+    """
+    class OneRankInfLoss(EvDistillTrainer):
+        # Rank 1's loss is inf at step 0 while its gradients stay finite: only its loss is non-finite.
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss = super().compute_loss(model, inputs)
+            if self.accelerator.process_index == 1 and self.state.global_step == 0:
+                loss = loss + float("inf")
+            return loss
+
+    trainer = OneRankInfLoss("""
+).lstrip("\n")
+RECORD = textwrap.dedent(
+    """
+    before = {k: v.clone() for k, v in trainer.wrapper.event_student.state_dict().items()}
+    trainer.train()
+    after = trainer.wrapper.event_student.state_dict()
+    unchanged = all(torch.equal(before[k], after[k]) for k in before if "running_" not in k and "batches" not in k)
+    with open(f"{out}/rank{trainer.accelerator.process_index}.json", "w") as f:
+        json.dump({"unchanged": unchanged, "skipped": trainer._nonfinite_total}, f)"""
+).lstrip("\n")
+NONFINITE_WORKER = (
+    WORKER.replace("trainer = EvDistillTrainer(", ONE_RANK_INF)
+    .replace("max_steps=2", "max_steps=1")
+    .replace("trainer.train()", RECORD)
+)
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_a_nonfinite_loss_on_one_rank_skips_the_step_on_every_rank(tmp_path):
+    worker = tmp_path / "worker.py"
+    worker.write_text(NONFINITE_WORKER)
+    out = tmp_path / "run"
+    accelerate = Path(sys.executable).with_name("accelerate")
+    command = [
+        str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "0",
+        str(worker), str(REPO_ROOT / "hub_configs" / "models"), str(out),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1", "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks == [{"unchanged": True, "skipped": 1}] * 2  # the same decision on both ranks
