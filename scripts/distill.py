@@ -89,9 +89,17 @@ def resolve_student_config(spec: str):
 
 
 def load_recipe(path: str | Path) -> dict[str, Any]:
+    """A recipe file, or a shipped recipe by name (`bev_lidar_supervised_small`, `study/camera_alone`)."""
+    from hf_crossdistill.presets import recipe_path
+
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"--config {path}: no such recipe file")
+        if path.is_absolute() or path.suffix not in ("", ".yaml"):
+            raise FileNotFoundError(f"--config {path}: no such recipe file")
+        try:
+            path = recipe_path(str(path))
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"--config {path}: no such recipe file, and {err}") from err
     text = path.read_text()
     if path.suffix in (".yaml", ".yml"):
         import yaml

@@ -160,3 +160,16 @@ def test_study_and_quickstart_recipes_parse_and_use_the_dev_protocol(recipe, tmp
         teacher = REPO_ROOT / training_args.teacher_model_name_or_path
         assert teacher.parent.name == "pretrained" and teacher.name.startswith("study_")
         assert script_args.num_sweeps == 1  # as the teachers were trained
+
+
+def test_config_takes_a_shipped_recipe_by_name(tmp_path):
+    script = load_script()
+    by_name, by_path = (
+        script.parse_arguments(["--config", spec, "--output_dir", str(tmp_path)])
+        for spec in ("study/camera_alone", str(RECIPES_DIR / "study" / "camera_alone.yaml"))
+    )
+    assert by_name[0] == by_path[0] and by_name[1].max_steps == by_path[1].max_steps
+    with pytest.raises(FileNotFoundError, match=r"no recipe 'nope' \(recipes: .*bev_lidar_supervised_small"):
+        script.load_recipe("nope")
+    with pytest.raises(FileNotFoundError, match="no such recipe file"):
+        script.load_recipe(str(tmp_path / "missing.json"))
