@@ -59,6 +59,7 @@ __all__ = [
 ]
 
 DISTILL_EXTRAS_NAME = "distill_extras.safetensors"
+_ADAPTIVE_PREFIX = "adaptive_layers."
 _BALANCING_PREFIX = "loss_balancing."
 _WEIGHTS_NAME = "model.safetensors"
 _WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -80,6 +81,11 @@ def _read_safetensors_folder(folder: Path) -> dict[str, torch.Tensor]:
             state.update(safetensors.torch.load_file(str(folder / shard), device="cpu"))
         return state
     raise FileNotFoundError(f"{folder}: no {_WEIGHTS_NAME} or {_WEIGHTS_INDEX_NAME} (not a save_pretrained folder)")
+
+
+def _strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of `state` under `prefix`, with the prefix removed."""
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
@@ -625,14 +631,13 @@ class UniDistillTrainer(NonFiniteGuardMixin, TermLoggingMixin, Trainer):
         os.makedirs(output_dir, exist_ok=True)
         student_state = extras_state = None
         if state_dict is not None:  # FSDP / DeepSpeed gather the wrapper's state dict for us
-            student_state = {k[len("student.") :]: v for k, v in state_dict.items() if k.startswith("student.")}
-            prefix = "adaptive_layers."
-            extras_state = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+            student_state = _strip_prefix(state_dict, "student.")
+            extras_state = _strip_prefix(state_dict, _ADAPTIVE_PREFIX)
         wrapper.student.save_pretrained(output_dir, state_dict=student_state)
         tensors: dict[str, torch.Tensor] = {}
         if wrapper.adaptive_layers is not None:
             extras = extras_state if extras_state is not None else wrapper.adaptive_layers.state_dict()
-            tensors.update({f"adaptive_layers.{k}": v for k, v in extras.items()})
+            tensors.update({f"{_ADAPTIVE_PREFIX}{k}": v for k, v in extras.items()})
         # The gradient-share weights in force, so that a resumed run continues with them (bitwise resume).
         for name, value in (self._balancing_weights or {}).items():
             tensors[f"{_BALANCING_PREFIX}{name}"] = value.reshape(1)
@@ -653,8 +658,7 @@ class UniDistillTrainer(NonFiniteGuardMixin, TermLoggingMixin, Trainer):
         load_state_dict_strict(wrapper.student, _read_safetensors_folder(folder), f"checkpoint {folder}")
         extras_file = folder / DISTILL_EXTRAS_NAME
         state = safetensors.torch.load_file(str(extras_file), device="cpu") if extras_file.is_file() else {}
-        prefix = "adaptive_layers."
-        adaptive_state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        adaptive_state = _strip_prefix(state, _ADAPTIVE_PREFIX)
         if wrapper.adaptive_layers is not None:
             if not adaptive_state:
                 raise FileNotFoundError(
@@ -663,7 +667,7 @@ class UniDistillTrainer(NonFiniteGuardMixin, TermLoggingMixin, Trainer):
             load_state_dict_strict(wrapper.adaptive_layers, adaptive_state, f"{extras_file}")
         elif adaptive_state:
             raise ValueError(f"{extras_file} holds adaptive layers, but this run has use_adaptive_layers=False")
-        balancing = {k[len(_BALANCING_PREFIX) :]: v for k, v in state.items() if k.startswith(_BALANCING_PREFIX)}
+        balancing = _strip_prefix(state, _BALANCING_PREFIX)
         if balancing:
             device = self.args.device
             self._balancing_weights = {name: value.reshape(()).to(device) for name, value in balancing.items()}

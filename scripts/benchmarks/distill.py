@@ -190,17 +190,17 @@ def _benchmark_path(name: str, args, root: Path) -> dict:
         distill_terms(*inputs, fixed_teacher, **switches).backward()
 
     def balancing_measurement():
-        # What loss_balancing="gradient_share" adds once per interval: each term's gradient at the low-level map.
+        # What loss_balancing="gradient_share" adds once per interval: each term's gradient at the low-level map
+        # (paths without adaptive layers, whose student maps the terms take as they are).
         teacher_out = teacher_forward()
         output = student(**batch)
         low, high, heat, reg = output.low_level_bev, output.high_level_bev, output.heatmap_logits, output.regression
         terms = [
             feature_distillation_loss(low, teacher_out.low_level_bev, boxes, mask, bev_range),
             relation_distillation_loss(high, teacher_out.high_level_bev, boxes, mask, bev_range),
-            response_distillation_loss(
-                heat, reg, teacher_out.heatmap_logits, teacher_out.regression, boxes, mask, bev_range
-            ),
-        ] if adaptive is None else []  # fmt: skip
+            response_distillation_loss(heat, reg, teacher_out.heatmap_logits, teacher_out.regression, boxes, mask,
+                                       bev_range),
+        ]  # fmt: skip
         gradient_norms([output.loss, *terms], low)
 
     def timed(fn):
