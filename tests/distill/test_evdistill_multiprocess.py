@@ -61,12 +61,10 @@ WORKER = textwrap.dedent(
 )
 
 
-@pytest.mark.slow
-@pytest.mark.multiprocess
-def test_evdistill_two_cpu_processes(tmp_path):
+def launch_two_processes(source: str, tmp_path: Path, out: Path) -> subprocess.CompletedProcess:
+    """`accelerate launch` of a worker script in a 2-process CPU world (gloo); asserts that it succeeded."""
     worker = tmp_path / "worker.py"
-    worker.write_text(WORKER)
-    out = tmp_path / "run"
+    worker.write_text(source)
     accelerate = Path(sys.executable).with_name("accelerate")
     command = [
         str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "0",
@@ -75,6 +73,14 @@ def test_evdistill_two_cpu_processes(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1", "PYTHONPATH": str(REPO_ROOT)}
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_evdistill_two_cpu_processes(tmp_path):
+    out = tmp_path / "run"
+    result = launch_two_processes(WORKER, tmp_path, out)
     assert "marked ready twice" not in result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2
@@ -119,16 +125,7 @@ NONFINITE_WORKER = (
 @pytest.mark.slow
 @pytest.mark.multiprocess
 def test_a_nonfinite_loss_on_one_rank_skips_the_step_on_every_rank(tmp_path):
-    worker = tmp_path / "worker.py"
-    worker.write_text(NONFINITE_WORKER)
     out = tmp_path / "run"
-    accelerate = Path(sys.executable).with_name("accelerate")
-    command = [
-        str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "0",
-        str(worker), str(REPO_ROOT / "hub_configs" / "models"), str(out),
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1", "PYTHONPATH": str(REPO_ROOT)}
-    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    launch_two_processes(NONFINITE_WORKER, tmp_path, out)
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks == [{"unchanged": True, "skipped": 1}] * 2  # the same decision on both ranks
